@@ -1,0 +1,391 @@
+//! Layer 3: drain. A [`Tracker`] counts live connections with atomics, keeps a
+//! registry of their sockets and states so a drain can see and force them,
+//! and lets a drain wait on a condvar until the count reaches zero.
+//!
+//! The drain sequence (run by [`crate::Server`] on shutdown and after a
+//! handover) is:
+//! 1. [`Tracker::start_drain`]: set the draining flag and signal the drain
+//!    eventfd. Every idle connection thread polls that fd beside its socket,
+//!    so all of them wake at once; a busy one sees the flag when it writes
+//!    its response and says `Connection: close`.
+//! 2. The accept thread is woken and the listener fds are closed.
+//! 3. [`Tracker::wait_empty`] waits on the condvar for the last connection.
+//! 4. After `stop_timeout`, [`Tracker::force_close`] shuts down the sockets
+//!    still registered (connection sockets are not shared, so `shutdown` is
+//!    right here), and the drain waits a bounded while for their threads.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ConnState {
+    /// Accepted, no byte received yet. Counts as idle for a drain.
+    New = 0,
+    /// Waiting for the next request on a kept-alive connection.
+    Idle = 1,
+    /// Reading a request, running the handler or writing the response.
+    Busy = 2,
+    /// Being closed.
+    Closed = 3,
+}
+
+impl ConnState {
+    fn from_u8(v: u8) -> ConnState {
+        match v {
+            0 => ConnState::New,
+            1 => ConnState::Idle,
+            2 => ConnState::Busy,
+            _ => ConnState::Closed,
+        }
+    }
+}
+
+/// A connection's entry in the registry.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    fd: RawFd,
+    state: AtomicU8,
+    forced: AtomicBool,
+}
+
+impl Slot {
+    pub(crate) fn state(&self) -> ConnState {
+        ConnState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    slots: Vec<Option<Arc<Slot>>>,
+    free: Vec<usize>,
+    /// Threads waiting on the condvar; a close notifies only if there are any.
+    waiters: usize,
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DrainStats {
+    /// From the start of the drain until the last connection closed (or the
+    /// drain gave up on it).
+    pub duration: Duration,
+    /// Connections open when the drain started.
+    pub open_at_start: usize,
+    /// Of those, busy (mid-request) when the drain started.
+    pub busy_at_start: usize,
+    /// Connections that finished by themselves during the drain.
+    pub finished: usize,
+    /// Connections shut down by force after `stop_timeout`.
+    pub forced: usize,
+    /// Forced connections whose threads had still not finished when the
+    /// drain returned.
+    pub abandoned: usize,
+}
+
+/// Counts and registers live connections; see the module docs.
+#[derive(Debug)]
+pub struct Tracker {
+    registry: Mutex<Registry>,
+    cond: Condvar,
+    active: AtomicUsize,
+    busy: AtomicUsize,
+    draining: AtomicBool,
+    drain_fd: OwnedFd,
+    accepted: AtomicU64,
+    closed: AtomicU64,
+}
+
+/// A registered connection. Dropping it deregisters the connection; the
+/// owner must drop it *before* closing the fd, so the drain never shuts down
+/// a descriptor number that was already reused.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    tracker: Arc<Tracker>,
+    id: usize,
+    slot: Arc<Slot>,
+}
+
+impl Tracker {
+    /// A new tracker with its drain eventfd.
+    pub fn new() -> std::io::Result<Arc<Tracker>> {
+        Ok(Arc::new(Tracker {
+            registry: Mutex::new(Registry::default()),
+            cond: Condvar::new(),
+            active: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            drain_fd: sys::eventfd()?,
+            accepted: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding this lock cannot leave the registry torn
+        // (every update is a single push/replace), so poisoning is ignored.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Live connections.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Connections mid-request.
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    /// Connections accepted since start.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// True once a drain has started.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// The eventfd that becomes (and stays) readable when a drain starts.
+    /// Idle connection threads poll it beside their socket.
+    pub fn drain_fd(&self) -> RawFd {
+        self.drain_fd.as_raw_fd()
+    }
+
+    pub(crate) fn register(self: &Arc<Self>, fd: RawFd) -> Registration {
+        let slot = Arc::new(Slot {
+            fd,
+            state: AtomicU8::new(ConnState::New as u8),
+            forced: AtomicBool::new(false),
+        });
+        let mut reg = self.lock();
+        let id = match reg.free.pop() {
+            Some(i) => {
+                reg.slots[i] = Some(slot.clone());
+                i
+            }
+            None => {
+                reg.slots.push(Some(slot.clone()));
+                reg.slots.len() - 1
+            }
+        };
+        self.active.fetch_add(1, Ordering::AcqRel);
+        drop(reg);
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        Registration {
+            tracker: self.clone(),
+            id,
+            slot,
+        }
+    }
+
+    fn deregister(&self, id: usize, slot: &Slot) {
+        if slot.state() == ConnState::Busy {
+            self.busy.fetch_sub(1, Ordering::AcqRel);
+        }
+        slot.state.store(ConnState::Closed as u8, Ordering::Relaxed);
+        let mut reg = self.lock();
+        reg.slots[id] = None;
+        reg.free.push(id);
+        self.active.fetch_sub(1, Ordering::AcqRel);
+        let notify = reg.waiters > 0;
+        drop(reg);
+        self.closed.fetch_add(1, Ordering::Relaxed);
+        if notify {
+            self.cond.notify_all();
+        }
+    }
+
+    /// Starts a drain: sets the flag, wakes every idle connection through
+    /// the drain fd, and wakes anyone waiting for a connection slot.
+    /// Returns (open, busy) connection counts at that moment.
+    pub fn start_drain(&self) -> (usize, usize) {
+        let reg = self.lock();
+        self.draining.store(true, Ordering::Release);
+        let counts = (self.active(), self.busy());
+        drop(reg);
+        if let Err(e) = sys::eventfd_signal(self.drain_fd.as_raw_fd()) {
+            log::error!("[{}] cannot signal the drain fd: {e}", sys::getpid());
+        }
+        self.cond.notify_all();
+        counts
+    }
+
+    /// Waits until no connection is left or `deadline` passes. True if none is left.
+    pub fn wait_empty(&self, deadline: Instant) -> bool {
+        let mut reg = self.lock();
+        reg.waiters += 1;
+        while self.active() > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            reg = self
+                .cond
+                .wait_timeout(reg, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        reg.waiters -= 1;
+        self.active() == 0
+    }
+
+    /// Waits until fewer than `max` connections are live, or `stop` is set
+    /// (callers set it and call [`Tracker::wake_waiters`]).
+    pub fn wait_for_slot(&self, max: usize, stop: &AtomicBool) {
+        let mut reg = self.lock();
+        reg.waiters += 1;
+        while self.active() >= max && !stop.load(Ordering::Acquire) && !self.draining() {
+            reg = self.cond.wait(reg).unwrap_or_else(|p| p.into_inner());
+        }
+        reg.waiters -= 1;
+    }
+
+    /// Wakes everyone blocked in [`Tracker::wait_for_slot`] or
+    /// [`Tracker::wait_empty`] so they re-check their condition.
+    pub fn wake_waiters(&self) {
+        drop(self.lock());
+        self.cond.notify_all();
+    }
+
+    /// Shuts down (both directions) every connection socket still open, so
+    /// blocked reads and writes fail and their threads finish. Returns how
+    /// many were shut down.
+    pub fn force_close(&self) -> usize {
+        let reg = self.lock();
+        let mut n = 0;
+        // Holding the lock: a connection deregisters (under this lock) before
+        // its fd is closed, so every fd seen here is still the connection's.
+        for slot in reg.slots.iter().flatten() {
+            slot.forced.store(true, Ordering::Relaxed);
+            let _ = sys::shutdown(slot.fd, libc::SHUT_RDWR);
+            n += 1;
+        }
+        n
+    }
+
+    /// Counts the registered connections per state: (new, idle, busy).
+    pub fn states(&self) -> (usize, usize, usize) {
+        let reg = self.lock();
+        let mut c = (0, 0, 0);
+        for slot in reg.slots.iter().flatten() {
+            match slot.state() {
+                ConnState::New => c.0 += 1,
+                ConnState::Idle => c.1 += 1,
+                ConnState::Busy => c.2 += 1,
+                ConnState::Closed => {}
+            }
+        }
+        c
+    }
+
+    /// Runs steps 3 and 4 of the drain (the caller has started it and closed
+    /// the listeners): wait until `stop_timeout`, force the rest, wait up to
+    /// `force_grace` for their threads, and report.
+    pub fn finish_drain(
+        &self,
+        started: Instant,
+        counts: (usize, usize),
+        stop_timeout: Duration,
+        force_grace: Duration,
+    ) -> DrainStats {
+        let pid = sys::getpid();
+        let mut stats = DrainStats {
+            open_at_start: counts.0,
+            busy_at_start: counts.1,
+            ..DrainStats::default()
+        };
+        if !self.wait_empty(started + stop_timeout) {
+            let (new, idle, busy) = self.states();
+            log::warn!(
+                "[{pid}] stop timeout ({stop_timeout:?}) reached with {} connection(s) open \
+                 ({busy} busy, {idle} idle, {new} new): shutting them down",
+                new + idle + busy
+            );
+            stats.forced = self.force_close();
+            if !self.wait_empty(Instant::now() + force_grace) {
+                stats.abandoned = self.active();
+                log::warn!(
+                    "[{pid}] {} connection thread(s) still running after being forced; \
+                     not waiting for them",
+                    stats.abandoned
+                );
+            }
+        }
+        stats.finished = counts.0.saturating_sub(stats.forced);
+        stats.duration = started.elapsed();
+        stats
+    }
+}
+
+impl Registration {
+    pub(crate) fn set_state(&self, state: ConnState) {
+        let old = ConnState::from_u8(self.slot.state.swap(state as u8, Ordering::AcqRel));
+        if old == state {
+            return;
+        }
+        if state == ConnState::Busy {
+            self.tracker.busy.fetch_add(1, Ordering::AcqRel);
+        } else if old == ConnState::Busy {
+            self.tracker.busy.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    pub(crate) fn state(&self) -> ConnState {
+        self.slot.state()
+    }
+
+    pub(crate) fn tracker(&self) -> &Arc<Tracker> {
+        &self.tracker
+    }
+
+    pub(crate) fn was_forced(&self) -> bool {
+        self.slot.forced.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.tracker.deregister(self.id, &self.slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_waits() {
+        let t = Tracker::new().unwrap();
+        let a = t.register(100);
+        let b = t.register(101);
+        assert_eq!(t.active(), 2);
+        b.set_state(ConnState::Busy);
+        assert_eq!(t.busy(), 1);
+        assert_eq!(t.states(), (1, 0, 1));
+        let (open, busy) = t.start_drain();
+        assert_eq!((open, busy), (2, 1));
+        assert!(t.draining());
+        let t2 = t.clone();
+        let h = std::thread::spawn(move || t2.wait_empty(Instant::now() + Duration::from_secs(10)));
+        drop(a);
+        drop(b);
+        assert!(h.join().unwrap());
+        assert_eq!(t.busy(), 0);
+        assert_eq!(t.active(), 0);
+    }
+
+    #[test]
+    fn wait_empty_times_out() {
+        let t = Tracker::new().unwrap();
+        let _a = t.register(100);
+        let start = Instant::now();
+        assert!(!t.wait_empty(start + Duration::from_millis(50)));
+        assert!(start.elapsed() >= Duration::from_millis(50));
+    }
+}

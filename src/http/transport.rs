@@ -1,0 +1,58 @@
+//! The byte stream the HTTP layer talks to.
+//!
+//! The per-connection HTTP loop never touches a socket directly: it goes through
+//! [`Transport`]. The server implements it on a real connection socket
+//! ([`crate::conn::Conn`]); tests and fuzz targets implement it on memory.
+
+use std::io;
+use std::time::Instant;
+
+/// What a wait for the next request on an idle connection ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    /// Bytes are ready to read.
+    Data,
+    /// The peer closed its side (or reset the connection).
+    Eof,
+    /// The deadline passed with nothing to read.
+    TimedOut,
+    /// The server started draining while the connection was idle. Returned at
+    /// most once per connection; the caller then waits for a short grace with
+    /// [`Transport::wait_idle`] again and answers any request with
+    /// `Connection: close`.
+    Drain,
+}
+
+/// What the HTTP layer needs from a connection.
+///
+/// Deadlines are absolute. Every method must return by its deadline (give or
+/// take scheduling), so no peer can hold a thread forever.
+pub trait Transport {
+    /// Reads at least one byte into `buf`, waiting until `deadline`.
+    ///
+    /// `Ok(0)` means end of stream. At the deadline it fails with
+    /// [`io::ErrorKind::TimedOut`].
+    fn read_deadline(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize>;
+
+    /// Waits, without reading, until the next request's first byte arrives, the
+    /// peer closes, `deadline` passes, or (once) the server starts draining.
+    fn wait_idle(&mut self, deadline: Instant) -> io::Result<Idle>;
+
+    /// Writes all of `bufs` in order (vectored where the transport can),
+    /// failing with [`io::ErrorKind::TimedOut`] at `deadline`.
+    fn write_all_deadline(&mut self, bufs: &[&[u8]], deadline: Instant) -> io::Result<()>;
+
+    /// True once the server has started draining: the response being written
+    /// must carry `Connection: close`.
+    fn draining(&self) -> bool;
+
+    /// Marks the connection busy (a request is being handled) or idle, for the
+    /// drain's bookkeeping.
+    fn set_busy(&mut self, busy: bool);
+
+    /// Closes the connection. With `linger`, it first shuts down the write
+    /// side and reads and discards input until end of stream or the linger
+    /// deadline, so that unread bytes do not turn into a reset that destroys
+    /// the last response in flight.
+    fn close(&mut self, linger: Option<Instant>);
+}

@@ -1,0 +1,688 @@
+//! The server: listeners + accept thread + connection threads + drain +
+//! upgrade, driven by one control loop.
+//!
+//! Everything that changes the server's course arrives as a [`Control`]
+//! message on one crossbeam channel: signals (forwarded by a signal-hook
+//! thread), calls through a [`Handle`], the outcome of an upgrade, the old
+//! generation's exit, and the end of a drain. The control loop handles them
+//! one at a time, so there is never more than one upgrade, and never an
+//! upgrade during a drain.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR2};
+
+use crate::accept::{accept_loop, Waker};
+use crate::conn::Conn;
+use crate::drain::{DrainStats, Tracker};
+use crate::listener::{self, ListenAddr, Listeners};
+use crate::pool::Pool;
+use crate::upgrade::{child, parent, UpgradeError, UpgradeStats};
+use crate::{notify, pidfile, sys};
+
+/// Server settings. `Config::default()` holds production defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `listen(2)` backlog for sockets bound here. Default 1024.
+    pub backlog: i32,
+    /// At most this many connections at once; further clients wait in the
+    /// kernel's backlog until a slot frees. Default: no limit.
+    pub max_connections: Option<usize>,
+    /// Stack size of connection threads. Default 256 KiB.
+    pub thread_stack_size: usize,
+    /// An idle connection thread retires after this. Default 10 s.
+    pub thread_idle_timeout: Duration,
+    /// How long a drain lets connections finish before shutting them down.
+    /// Default 30 s.
+    pub stop_timeout: Duration,
+    /// After forcing connections, how long to wait for their threads.
+    /// Default 1 s.
+    pub force_grace: Duration,
+    /// How long a new process may take to say it is ready. Default 60 s.
+    pub upgrade_timeout: Duration,
+    /// Write our pid here (atomically) before saying ready; remove it on
+    /// exit if it still holds our pid.
+    pub pid_file: Option<PathBuf>,
+    /// Raise the soft `RLIMIT_NOFILE` to the hard limit at start, as Go's
+    /// runtime does. Default true.
+    pub raise_nofile_limit: bool,
+    /// Install handlers for SIGUSR2 (upgrade) and SIGTERM/SIGINT (drain; a
+    /// second one exits at once). Default false: an embedding program may
+    /// own its signals. [`crate::serve`] turns it on.
+    pub handle_signals: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            backlog: listener::DEFAULT_BACKLOG,
+            max_connections: None,
+            thread_stack_size: 256 * 1024,
+            thread_idle_timeout: Duration::from_secs(10),
+            stop_timeout: Duration::from_secs(30),
+            force_grace: Duration::from_secs(1),
+            upgrade_timeout: Duration::from_secs(60),
+            pid_file: None,
+            raise_nofile_limit: true,
+            handle_signals: false,
+        }
+    }
+}
+
+/// Why [`Server::serve`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A shutdown was asked for and the drain finished.
+    Shutdown,
+    /// A new process took over and the drain finished.
+    Upgraded,
+    /// A second SIGTERM/SIGINT arrived during the drain: returned at once,
+    /// without waiting for connections. The program should exit non-zero.
+    Aborted,
+}
+
+/// What happened, returned by [`Server::serve`] and [`Handle::wait`].
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Why serving stopped.
+    pub reason: StopReason,
+    /// This process's generation.
+    pub generation: u64,
+    /// The successful upgrade, if one ended this process.
+    pub upgrade: Option<UpgradeStats>,
+    /// The drain (absent when aborted).
+    pub drain: Option<DrainStats>,
+}
+
+type UpgradeReply = Sender<Result<UpgradeStats, UpgradeError>>;
+type Hook = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// A message to the control loop.
+pub(crate) enum Control {
+    Signal(i32),
+    Upgrade(Option<UpgradeReply>),
+    Shutdown,
+    UpgradeDone(Result<(UpgradeStats, OwnedFd), UpgradeError>),
+    ParentGone,
+    Drained(DrainStats),
+}
+
+#[derive(Default)]
+struct Done {
+    outcome: Mutex<Option<Outcome>>,
+    cond: Condvar,
+}
+
+/// Controls a running server from any thread: ask for a shutdown or an
+/// upgrade, and wait for the end. Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    tx: Sender<Control>,
+    done: Arc<Done>,
+    tracker: Arc<Tracker>,
+}
+
+impl Handle {
+    /// Starts a graceful shutdown (a drain) and returns at once.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Control::Shutdown);
+    }
+
+    /// Starts an upgrade and waits for its outcome: `Ok` once the new
+    /// process is ready (this one then drains), `Err` if it failed (this one
+    /// serves on).
+    pub fn upgrade(&self) -> Result<UpgradeStats, UpgradeError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.tx
+            .send(Control::Upgrade(Some(tx)))
+            .map_err(|_| UpgradeError::ServerGone)?;
+        rx.recv().unwrap_or(Err(UpgradeError::ServerGone))
+    }
+
+    /// Waits until [`Server::serve`] has returned, and gives its outcome.
+    pub fn wait(&self) -> Outcome {
+        let mut g = self.done.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(o) = g.as_ref() {
+                return o.clone();
+            }
+            g = self.done.cond.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Like [`Handle::wait`], giving up at `timeout`.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Outcome> {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.done.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(o) = g.as_ref() {
+                return Some(o.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            g = self
+                .done
+                .cond
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Shuts down and waits for the drain to finish.
+    pub fn shutdown_and_wait(&self) -> Outcome {
+        self.shutdown();
+        self.wait()
+    }
+
+    /// Live connections right now.
+    pub fn active_connections(&self) -> usize {
+        self.tracker.active()
+    }
+}
+
+/// A server over a set of listeners. See the crate docs for the life cycle.
+pub struct Server {
+    cfg: Config,
+    listeners: Listeners,
+    tracker: Arc<Tracker>,
+    tx: Sender<Control>,
+    rx: Receiver<Control>,
+    done: Arc<Done>,
+    hook: Option<Hook>,
+    ready_fd: Option<OwnedFd>,
+    generation: u64,
+}
+
+impl Server {
+    /// Opens the listeners for `addrs` (adopting inherited ones, binding the
+    /// rest) and prepares a server. Call [`crate::init`] at the start of
+    /// `main` so the inherited environment is read before threads start.
+    pub fn bind(cfg: Config, addrs: &[ListenAddr]) -> io::Result<Server> {
+        let listeners = Listeners::open(addrs, cfg.backlog)?;
+        Server::from_listeners(cfg, listeners)
+    }
+
+    /// A server over listeners opened by the caller.
+    pub fn from_listeners(cfg: Config, listeners: Listeners) -> io::Result<Server> {
+        listener::init();
+        if listeners.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no listeners to serve on",
+            ));
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (ready_fd, generation) = {
+            let mut inh = listener::inherited()
+                .lock()
+                .map_err(|_| io::Error::other("inherited state poisoned"))?;
+            (inh.ready_fd.take(), inh.generation)
+        };
+        Ok(Server {
+            cfg,
+            listeners,
+            tracker: Tracker::new()?,
+            tx,
+            rx,
+            done: Arc::new(Done::default()),
+            hook: None,
+            ready_fd,
+            generation,
+        })
+    }
+
+    /// Runs `hook` before each upgrade; an `Err` aborts the upgrade (the
+    /// server serves on) and is logged.
+    pub fn pre_upgrade(&mut self, hook: impl Fn() -> Result<(), String> + Send + Sync + 'static) {
+        self.hook = Some(Arc::new(hook));
+    }
+
+    /// A handle to control the server once it serves.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            tx: self.tx.clone(),
+            done: self.done.clone(),
+            tracker: self.tracker.clone(),
+        }
+    }
+
+    /// The addresses served (with real ports).
+    pub fn local_addrs(&self) -> Vec<ListenAddr> {
+        self.listeners.addrs()
+    }
+
+    /// This process's generation: 0 for the first, +1 per upgrade.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Serves HTTP/1.1 with `handler` until shut down or replaced.
+    pub fn serve_http<H: crate::http::Handler>(
+        self,
+        handler: H,
+        http: crate::http::Config,
+    ) -> io::Result<Outcome> {
+        let handler = Arc::new(handler);
+        self.serve(move |mut conn: Conn| {
+            crate::http::serve_connection(&mut conn, &*handler, &http);
+        })
+    }
+
+    /// Serves connections with `work` (run on a connection thread per
+    /// connection) until a shutdown or an upgrade finishes draining.
+    pub fn serve<F>(self, work: F) -> io::Result<Outcome>
+    where
+        F: Fn(Conn) + Send + Sync + 'static,
+    {
+        let done = self.done.clone();
+        let result = self.run(Arc::new(work));
+        if let Ok(o) = &result {
+            *done.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(o.clone());
+            done.cond.notify_all();
+        }
+        result
+    }
+
+    fn run(mut self, work: crate::pool::Work) -> io::Result<Outcome> {
+        let pid = sys::getpid();
+        if self.cfg.raise_nofile_limit {
+            match sys::raise_nofile_limit() {
+                Ok((old, new)) if old != new => {
+                    log::debug!("[{pid}] raised RLIMIT_NOFILE from {old} to {new}")
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("[{pid}] cannot raise RLIMIT_NOFILE: {e}"),
+            }
+        }
+        let stop_fd = Arc::new(sys::eventfd()?);
+        let waker = Waker::new()?;
+        let pool = Arc::new(Pool::new(
+            work,
+            self.cfg.thread_stack_size,
+            self.cfg.thread_idle_timeout,
+        ));
+        let fds: Vec<RawFd> = self.listeners.iter().map(|l| l.as_raw_fd()).collect();
+        let accept_thread = {
+            let (waker, tracker, pool) = (waker.clone(), self.tracker.clone(), pool.clone());
+            let max = self.cfg.max_connections;
+            let fds = fds.clone();
+            std::thread::Builder::new()
+                .name("grace-accept".into())
+                .spawn(move || accept_loop(&fds, &waker, &tracker, &pool, max))?
+        };
+        let signals = if self.cfg.handle_signals {
+            Some(install_signals(self.tx.clone())?)
+        } else {
+            None
+        };
+        let stop = |signals: Option<signal_hook::iterator::Handle>| {
+            if let Some(s) = signals {
+                s.close();
+            }
+        };
+        if let Some(path) = &self.cfg.pid_file {
+            if let Err(e) = pidfile::write(path) {
+                stop(signals);
+                waker.stop(&self.tracker);
+                let _ = accept_thread.join();
+                return Err(e);
+            }
+        }
+        let addrs: Vec<String> = self.listeners.addrs().iter().map(|a| a.to_string()).collect();
+        let mut parent_alive = false;
+        if let Some(fd) = self.ready_fd.take() {
+            match child::announce_ready(&fd) {
+                Ok(()) => {
+                    parent_alive = true;
+                    log::debug!("[{pid}] told the parent ({}) we are ready", sys::getppid());
+                    let tx = self.tx.clone();
+                    let stop = stop_fd.clone();
+                    std::thread::Builder::new()
+                        .name("grace-parent-watch".into())
+                        .spawn(move || {
+                            if child::wait_parent_exit(&fd, stop.as_raw_fd()) {
+                                let _ = tx.send(Control::ParentGone);
+                            }
+                        })?;
+                }
+                Err(e) => log::warn!("[{pid}] parent did not take our ready byte ({e}); serving anyway"),
+            }
+            notify::send(&format!("MAINPID={pid}\nREADY=1"));
+        } else {
+            notify::send("READY=1");
+        }
+        log::info!(
+            "[{pid}] serving on {} (generation {})",
+            addrs.join(", "),
+            self.generation
+        );
+
+        let listener_fds: Vec<(RawFd, String)> = self
+            .listeners
+            .iter()
+            .map(|l| (l.as_raw_fd(), l.name().to_string()))
+            .collect();
+        let mut ctl = ControlLoop {
+            pid,
+            cfg: &self.cfg,
+            tracker: &self.tracker,
+            tx: &self.tx,
+            hook: self.hook.clone(),
+            generation: self.generation,
+            stop_fd,
+            waker,
+            accept_thread: Some(accept_thread),
+            listeners: Some(std::mem::take(&mut self.listeners)),
+            listener_fds,
+            upgrading: None,
+            upgrade_waiters: Vec::new(),
+            parent_alive,
+            draining: false,
+            pending_drain: None,
+            handover: None,
+            parent_end: None,
+        };
+        let outcome = ctl.run(&self.rx);
+        drop(ctl);
+        stop(signals);
+        if outcome.reason != StopReason::Upgraded {
+            if let Some(path) = &self.cfg.pid_file {
+                pidfile::remove_if_ours(path);
+            }
+        }
+        drop(pool);
+        Ok(outcome)
+    }
+}
+
+fn install_signals(tx: Sender<Control>) -> io::Result<signal_hook::iterator::Handle> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGUSR2, SIGTERM, SIGINT])?;
+    let handle = signals.handle();
+    std::thread::Builder::new()
+        .name("grace-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(Control::Signal(sig)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(handle)
+}
+
+struct ControlLoop<'a> {
+    pid: u32,
+    cfg: &'a Config,
+    tracker: &'a Arc<Tracker>,
+    tx: &'a Sender<Control>,
+    hook: Option<Hook>,
+    generation: u64,
+    stop_fd: Arc<OwnedFd>,
+    waker: Arc<Waker>,
+    accept_thread: Option<JoinHandle<()>>,
+    listeners: Option<Listeners>,
+    listener_fds: Vec<(RawFd, String)>,
+    upgrading: Option<Instant>,
+    upgrade_waiters: Vec<UpgradeReply>,
+    parent_alive: bool,
+    draining: bool,
+    /// A drain asked for while an upgrade was still running: starts when the
+    /// (aborted) upgrade returns. The flag is "final" (not a handover).
+    pending_drain: Option<bool>,
+    handover: Option<UpgradeStats>,
+    /// Our end of the new child's readiness socket, held until we return.
+    parent_end: Option<OwnedFd>,
+}
+
+impl ControlLoop<'_> {
+    fn run(&mut self, rx: &Receiver<Control>) -> Outcome {
+        let pid = self.pid;
+        loop {
+            let Ok(msg) = rx.recv() else {
+                // Cannot happen: we hold a sender.
+                break;
+            };
+            match msg {
+                Control::Signal(SIGUSR2) => {
+                    log::info!("[{pid}] SIGUSR2: upgrade requested");
+                    self.request_upgrade(None);
+                }
+                Control::Signal(sig) => {
+                    let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                    if self.draining {
+                        log::warn!("[{pid}] second {name} during the drain: exiting at once");
+                        return Outcome {
+                            reason: StopReason::Aborted,
+                            generation: self.generation,
+                            upgrade: self.handover.clone(),
+                            drain: None,
+                        };
+                    }
+                    log::info!("[{pid}] {name}: graceful shutdown");
+                    self.begin_drain(true);
+                }
+                Control::Shutdown => {
+                    if !self.draining {
+                        log::info!("[{pid}] shutdown requested");
+                        self.begin_drain(true);
+                    }
+                }
+                Control::Upgrade(reply) => {
+                    log::info!("[{pid}] upgrade requested");
+                    self.request_upgrade(reply);
+                }
+                Control::UpgradeDone(res) => self.upgrade_done(res),
+                Control::ParentGone => {
+                    self.parent_alive = false;
+                    log::info!("[{pid}] the previous generation has exited; upgrades allowed");
+                }
+                Control::Drained(stats) => {
+                    let reason = if self.handover.is_some() {
+                        StopReason::Upgraded
+                    } else {
+                        StopReason::Shutdown
+                    };
+                    log::info!(
+                        "[{pid}] drained in {:?}: {} connection(s) open at start ({} busy), \
+                         {} finished, {} forced",
+                        stats.duration,
+                        stats.open_at_start,
+                        stats.busy_at_start,
+                        stats.finished,
+                        stats.forced
+                    );
+                    return Outcome {
+                        reason,
+                        generation: self.generation,
+                        upgrade: self.handover.clone(),
+                        drain: Some(stats),
+                    };
+                }
+            }
+        }
+        Outcome {
+            reason: StopReason::Aborted,
+            generation: self.generation,
+            upgrade: None,
+            drain: None,
+        }
+    }
+
+    fn request_upgrade(&mut self, reply: Option<UpgradeReply>) {
+        let pid = self.pid;
+        let refuse = if self.draining {
+            Some(UpgradeError::ShuttingDown)
+        } else if self.upgrading.is_some() {
+            Some(UpgradeError::InProgress)
+        } else if self.parent_alive {
+            Some(UpgradeError::ParentAlive)
+        } else {
+            None
+        };
+        if let Some(e) = refuse {
+            log::warn!("[{pid}] refusing upgrade: {e}");
+            if let Some(r) = reply {
+                let _ = r.send(Err(e));
+            }
+            return;
+        }
+        let started = Instant::now();
+        self.upgrading = Some(started);
+        self.upgrade_waiters.extend(reply);
+        notify::send(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}",
+            sys::monotonic_usec()
+        ));
+        let fds = self.listener_fds.clone();
+        let hook = self.hook.clone();
+        let tx = self.tx.clone();
+        let generation = self.generation;
+        let timeout = self.cfg.upgrade_timeout;
+        let abort_fd = self.stop_fd.as_raw_fd();
+        let spawned = std::thread::Builder::new()
+            .name("grace-upgrade".into())
+            .spawn(move || {
+                let res = (|| {
+                    if let Some(h) = hook {
+                        h().map_err(UpgradeError::Hook)?;
+                    }
+                    parent::upgrade(&parent::Request {
+                        fds: &fds,
+                        generation,
+                        timeout,
+                        started,
+                        abort_fd,
+                    })
+                })();
+                let _ = tx.send(Control::UpgradeDone(res));
+            });
+        if let Err(e) = spawned {
+            self.upgrade_done(Err(UpgradeError::Prepare(e)));
+        }
+    }
+
+    fn upgrade_done(&mut self, res: Result<(UpgradeStats, OwnedFd), UpgradeError>) {
+        let pid = self.pid;
+        self.upgrading = None;
+        let waiters = std::mem::take(&mut self.upgrade_waiters);
+        match res {
+            Ok((stats, end)) if !self.draining && self.pending_drain.is_none() => {
+                log::info!(
+                    "[{pid}] child {} (generation {}) is ready after {:?}; draining",
+                    stats.child_pid,
+                    stats.child_generation,
+                    stats.duration
+                );
+                self.parent_end = Some(end);
+                self.handover = Some(stats.clone());
+                for w in waiters {
+                    let _ = w.send(Ok(stats.clone()));
+                }
+                self.begin_drain(false);
+            }
+            Ok((stats, _end)) => {
+                // A shutdown won the race; the child is ready but we are
+                // shutting down anyway. Let it serve: it has the listeners.
+                log::warn!(
+                    "[{pid}] child {} became ready during shutdown",
+                    stats.child_pid
+                );
+                for w in waiters {
+                    let _ = w.send(Err(UpgradeError::ShuttingDown));
+                }
+            }
+            Err(e) => {
+                log::error!("[{pid}] upgrade failed: {e}; still serving");
+                if !self.draining {
+                    notify::send("READY=1");
+                }
+                for w in waiters {
+                    let _ = w.send(Err(clone_err(&e)));
+                }
+            }
+        }
+        if let Some(final_) = self.pending_drain.take() {
+            self.begin_drain(final_);
+        }
+    }
+
+    /// Starts the drain: everything after this runs on a drain thread, which
+    /// reports back with `Control::Drained`.
+    fn begin_drain(&mut self, final_: bool) {
+        if self.draining {
+            return;
+        }
+        if self.upgrading.is_some() {
+            // Abort the upgrade first; the listeners must stay open until
+            // the upgrade thread no longer uses their fds.
+            let _ = sys::eventfd_signal(self.stop_fd.as_raw_fd());
+            self.pending_drain = Some(final_);
+            return;
+        }
+        self.draining = true;
+        let _ = sys::eventfd_signal(self.stop_fd.as_raw_fd());
+        let pid = self.pid;
+        let tracker = self.tracker.clone();
+        let waker = self.waker.clone();
+        let accept = self.accept_thread.take();
+        let listeners = self.listeners.take();
+        let tx = self.tx.clone();
+        let stop_timeout = self.cfg.stop_timeout;
+        let force_grace = self.cfg.force_grace;
+        let drain = move || {
+            let started = Instant::now();
+            let counts = tracker.start_drain();
+            log::info!(
+                "[{pid}] draining {} connection(s) ({} busy); stop timeout {stop_timeout:?}",
+                counts.0,
+                counts.1
+            );
+            waker.stop(&tracker);
+            if let Some(a) = accept {
+                let _ = a.join();
+            }
+            if let Some(l) = listeners {
+                // Close, never shutdown: after a handover the child shares
+                // these sockets. Only a final shutdown unlinks unix paths.
+                l.close(final_);
+            }
+            log::debug!("[{pid}] listeners closed");
+            if final_ {
+                notify::send("STOPPING=1");
+            }
+            let stats = tracker.finish_drain(started, counts, stop_timeout, force_grace);
+            let _ = tx.send(Control::Drained(stats));
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("grace-drain".into())
+            .spawn(drain)
+        {
+            log::error!("[{pid}] cannot start the drain thread: {e}");
+        }
+    }
+}
+
+fn clone_err(e: &UpgradeError) -> UpgradeError {
+    match e {
+        UpgradeError::InProgress => UpgradeError::InProgress,
+        UpgradeError::ParentAlive => UpgradeError::ParentAlive,
+        UpgradeError::ShuttingDown => UpgradeError::ShuttingDown,
+        UpgradeError::Hook(s) => UpgradeError::Hook(s.clone()),
+        UpgradeError::Prepare(e) => UpgradeError::Prepare(io::Error::new(e.kind(), e.to_string())),
+        UpgradeError::Fork(e) => UpgradeError::Fork(io::Error::new(e.kind(), e.to_string())),
+        UpgradeError::Exec(e) => UpgradeError::Exec(io::Error::new(e.kind(), e.to_string())),
+        UpgradeError::ChildExited(s) => UpgradeError::ChildExited(*s),
+        UpgradeError::Timeout(d) => UpgradeError::Timeout(*d),
+        UpgradeError::Aborted => UpgradeError::Aborted,
+        UpgradeError::ServerGone => UpgradeError::ServerGone,
+    }
+}

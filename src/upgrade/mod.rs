@@ -1,0 +1,171 @@
+//! Layer 2: upgrade. Hand the listeners to a fresh copy of the binary and
+//! wait for it to say it is serving.
+//!
+//! - [`parent`]: the old process's side: resolve the binary, build argv and
+//!   envp, `fork` + `execve` with the listeners at fds 3.., then wait for the
+//!   exec to succeed and for the child's ready byte, or kill and reap it.
+//! - [`child`]: the new process's side: say ready over the readiness socket,
+//!   and learn from its end-of-file when the parent has exited.
+//!
+//! Adopting inherited listeners (also the child's side) is in
+//! [`crate::listener`], because systemd socket activation uses it too.
+
+pub mod child;
+pub mod parent;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::sys::Exit;
+
+/// How this process was started: what an upgrade re-runs.
+#[derive(Debug, Clone)]
+pub(crate) struct Start {
+    pub argv: Vec<OsString>,
+    pub cwd: PathBuf,
+}
+
+static START: OnceLock<Start> = OnceLock::new();
+
+/// Records argv and the working directory at startup (see [`crate::init`]).
+pub(crate) fn record_start() -> &'static Start {
+    START.get_or_init(|| Start {
+        argv: std::env::args_os().collect(),
+        cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+    })
+}
+
+/// Finds the program `argv0` names, as the shell did when it started us:
+/// a path with a `/` is taken as is (relative to the starting directory
+/// `cwd`), a bare name is looked up in `PATH`.
+///
+/// Called at every upgrade, so a replaced file or a moved symlink is picked
+/// up. Never `/proc/self/exe`: once the file is replaced, that still names
+/// the old inode.
+pub fn resolve_binary(argv0: &Path, cwd: &Path) -> io::Result<PathBuf> {
+    let not_found = |what: String| io::Error::new(io::ErrorKind::NotFound, what);
+    let path = if argv0.as_os_str().is_empty() {
+        return Err(not_found("argv[0] is empty".into()));
+    } else if argv0.as_os_str().as_encoded_bytes().contains(&b'/') {
+        cwd.join(argv0)
+    } else {
+        let path_var = std::env::var_os("PATH").unwrap_or_default();
+        let found = std::env::split_paths(&path_var)
+            .map(|dir| {
+                if dir.as_os_str().is_empty() {
+                    cwd.join(argv0)
+                } else {
+                    cwd.join(dir).join(argv0)
+                }
+            })
+            .find(|p| is_executable(p));
+        match found {
+            Some(p) => p,
+            None => {
+                return Err(not_found(format!(
+                    "{} not found in PATH",
+                    argv0.display()
+                )))
+            }
+        }
+    };
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => Ok(path),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        )),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("binary {}: {e}", path.display()),
+        )),
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Why an upgrade did not happen. In every case the old process keeps
+/// serving as if nothing happened.
+#[derive(Debug)]
+pub enum UpgradeError {
+    /// Another upgrade is in progress.
+    InProgress,
+    /// This process's parent is still draining; upgrade after it exits.
+    ParentAlive,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// The pre-upgrade hook refused.
+    Hook(String),
+    /// The binary could not be found, or the argv/env could not be built.
+    Prepare(io::Error),
+    /// `fork` failed.
+    Fork(io::Error),
+    /// `execve` (or fd placement before it) failed in the child.
+    Exec(io::Error),
+    /// The child exited before it was ready.
+    ChildExited(Exit),
+    /// The child was not ready within the upgrade timeout; it was killed.
+    Timeout(Duration),
+    /// A shutdown began while waiting; the child was killed.
+    Aborted,
+    /// The server is gone (a [`crate::Handle`] outlived it).
+    ServerGone,
+}
+
+impl fmt::Display for UpgradeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpgradeError::InProgress => write!(f, "an upgrade is already in progress"),
+            UpgradeError::ParentAlive => {
+                write!(f, "the previous generation is still draining")
+            }
+            UpgradeError::ShuttingDown => write!(f, "the server is shutting down"),
+            UpgradeError::Hook(e) => write!(f, "pre-upgrade hook failed: {e}"),
+            UpgradeError::Prepare(e) => write!(f, "cannot prepare the new process: {e}"),
+            UpgradeError::Fork(e) => write!(f, "fork failed: {e}"),
+            UpgradeError::Exec(e) => write!(f, "exec failed in the child: {e}"),
+            UpgradeError::ChildExited(s) => write!(f, "the child ended before ready ({s})"),
+            UpgradeError::Timeout(d) => {
+                write!(f, "the child was not ready within {d:?}; killed it")
+            }
+            UpgradeError::Aborted => write!(f, "aborted by a shutdown; killed the child"),
+            UpgradeError::ServerGone => write!(f, "the server is not running"),
+        }
+    }
+}
+
+impl std::error::Error for UpgradeError {}
+
+/// A successful upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeStats {
+    /// The new process.
+    pub child_pid: u32,
+    /// Its generation.
+    pub child_generation: u64,
+    /// From the request (signal or call) to the child's ready byte.
+    pub duration: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_paths() {
+        let cwd = std::env::current_dir().unwrap();
+        let sh = resolve_binary(Path::new("sh"), &cwd).unwrap();
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
+        assert!(resolve_binary(Path::new("/bin/sh"), &cwd).is_ok());
+        let err = resolve_binary(Path::new("./definitely-not-here"), &cwd).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(resolve_binary(Path::new("no-such-grace-binary"), &cwd).is_err());
+    }
+}

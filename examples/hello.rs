@@ -1,1 +1,338 @@
-fn main(){}
+// The grace demo server.
+//
+// ```text
+// cargo run --release --example hello -- --listen 127.0.0.1:8080
+// kill -USR2 <pid>     # zero-downtime restart
+// kill -TERM <pid>     # graceful shutdown
+// ```
+//
+// Routes: `GET /` (`hello\n`), `GET /sleep?ms=N`, `GET /pid`,
+// `POST|PUT /echo`, `GET /stream?chunks=N&ms=M`, `GET /panic`.
+//
+// This file is also built as the `grace-hello` binary (src/bin), so that the
+// integration tests can start it; it therefore uses only the library's own
+// dependencies (a small `RUST_LOG` logger is included below).
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use grace::http::{RequestBody, ResponseBody};
+use grace::{ListenAddr, Server, StopReason};
+use http::{Method, Request, Response, StatusCode};
+
+const USAGE: &str = "\
+grace demo server: zero-downtime restarts with SIGUSR2, graceful shutdown with SIGTERM/SIGINT.
+
+USAGE: hello [OPTIONS]
+
+OPTIONS:
+  --listen ADDR            listen on ADDR; repeatable: 127.0.0.1:8080, [::1]:8080, unix:/path
+                           (default 127.0.0.1:8080, or every inherited socket under systemd)
+  --pid-file PATH          write the pid here (atomically); removed on exit if still ours
+  --max-connections N      serve at most N connections at once (others wait in the backlog)
+  --backlog N              listen backlog (default 1024)
+  --head-timeout-ms N      whole request head must arrive within N ms (default 10000)
+  --idle-timeout-ms N      keep-alive idle timeout (default 60000)
+  --body-timeout-ms N      each request body read waits at most N ms (default 30000)
+  --write-timeout-ms N     each response write waits at most N ms (default 30000)
+  --drain-grace-ms N       when draining, idle keep-alive connections wait N ms for a last request (default 1000)
+  --linger-ms N            polite close waits N ms for the client's EOF (default 2000)
+  --stop-timeout-ms N      drain waits N ms before forcing connections closed (default 30000)
+  --upgrade-timeout-ms N   a new process must be ready within N ms (default 60000)
+  --max-body-bytes N       largest request body (default 16 MiB)
+  --stack-kb N             connection thread stack size (default 256)
+  --greeting TEXT          what GET / answers (default \"hello\")
+  --refuse-upgrade-if PATH the pre-upgrade hook fails while PATH exists
+  --no-raise-nofile        keep the soft RLIMIT_NOFILE as it is
+  --help                   print this help
+
+ROUTES:
+  GET /                    200 hello
+  GET /sleep?ms=N          waits N ms, then 200 slept N ms
+  GET /pid                 pid=P generation=G
+  POST|PUT /echo           the request body
+  GET /stream?chunks=N&ms=M  N chunks, M ms apart (chunked)
+  GET /panic               the handler panics (500, connection closed)
+  GET /debug/fds           this process's open fds and what they point at
+  GET /debug/env           its LISTEN_*, GRACE_* and NOTIFY_SOCKET variables
+
+ENVIRONMENT:
+  RUST_LOG=info|debug|trace|warn|error (default info)";
+
+struct Args {
+    listen: Vec<ListenAddr>,
+    cfg: grace::Config,
+    http: grace::http::Config,
+    greeting: String,
+    refuse_upgrade_if: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        listen: Vec::new(),
+        cfg: grace::Config {
+            handle_signals: true,
+            ..grace::Config::default()
+        },
+        http: grace::http::Config::default(),
+        greeting: "hello".into(),
+        refuse_upgrade_if: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "--help" || flag == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        if flag == "--no-raise-nofile" {
+            a.cfg.raise_nofile_limit = false;
+            continue;
+        }
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let num = |v: &str| -> Result<u64, String> {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag}: {v:?} is not a number"))
+        };
+        let ms = |v: &str| num(v).map(Duration::from_millis);
+        match flag.as_str() {
+            "--listen" => a.listen.push(
+                value
+                    .parse()
+                    .map_err(|e| format!("--listen {value}: {e}"))?,
+            ),
+            "--pid-file" => a.cfg.pid_file = Some(PathBuf::from(value)),
+            "--max-connections" => a.cfg.max_connections = Some(num(&value)? as usize),
+            "--backlog" => a.cfg.backlog = num(&value)?.min(i32::MAX as u64) as i32,
+            "--head-timeout-ms" => a.http.head_timeout = ms(&value)?,
+            "--idle-timeout-ms" => a.http.idle_timeout = ms(&value)?,
+            "--body-timeout-ms" => a.http.body_timeout = ms(&value)?,
+            "--write-timeout-ms" => a.http.write_timeout = ms(&value)?,
+            "--drain-grace-ms" => a.http.drain_grace = ms(&value)?,
+            "--linger-ms" => a.http.linger_timeout = ms(&value)?,
+            "--stop-timeout-ms" => a.cfg.stop_timeout = ms(&value)?,
+            "--upgrade-timeout-ms" => a.cfg.upgrade_timeout = ms(&value)?,
+            "--max-body-bytes" => a.http.max_body_bytes = num(&value)?,
+            "--stack-kb" => a.cfg.thread_stack_size = num(&value)? as usize * 1024,
+            "--greeting" => a.greeting = value,
+            "--refuse-upgrade-if" => a.refuse_upgrade_if = Some(PathBuf::from(value)),
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    if a.listen.is_empty() && !grace::listener::has_inherited() {
+        a.listen
+            .push("127.0.0.1:8080".parse().expect("valid address"));
+    }
+    Ok(a)
+}
+
+fn query(req: &Request<RequestBody>, key: &str) -> Option<u64> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        if k == key {
+            v.parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// A body that produces `left` chunks, sleeping `ms` before each but the first.
+struct Ticker {
+    left: u64,
+    sent: u64,
+    ms: u64,
+}
+
+impl Read for Ticker {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        if self.sent > 0 {
+            std::thread::sleep(Duration::from_millis(self.ms));
+        }
+        let line = format!("chunk {}\n", self.sent);
+        let n = line.len().min(buf.len());
+        buf[..n].copy_from_slice(&line.as_bytes()[..n]);
+        self.left -= 1;
+        self.sent += 1;
+        Ok(n)
+    }
+}
+
+fn handle(greeting: &str, mut req: Request<RequestBody>) -> Response<ResponseBody> {
+    let path = req.uri().path().to_owned();
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET | Method::HEAD, "/") => text(StatusCode::OK, format!("{greeting}\n")),
+        (Method::GET | Method::HEAD, "/sleep") => {
+            let ms = query(&req, "ms").unwrap_or(0).min(600_000);
+            std::thread::sleep(Duration::from_millis(ms));
+            text(StatusCode::OK, format!("slept {ms} ms\n"))
+        }
+        (Method::GET | Method::HEAD, "/pid") => text(
+            StatusCode::OK,
+            format!(
+                "pid={} generation={}\n",
+                std::process::id(),
+                grace::generation()
+            ),
+        ),
+        (Method::POST | Method::PUT, "/echo") => {
+            let mut body = Vec::new();
+            match req.body_mut().read_to_end(&mut body) {
+                Ok(_) => Response::new(ResponseBody::from(body)),
+                // The server answers with the matching status (400, 408, 413).
+                Err(e) => text(StatusCode::BAD_REQUEST, format!("bad body: {e}\n")),
+            }
+        }
+        (Method::GET | Method::HEAD, "/stream") => {
+            let chunks = query(&req, "chunks").unwrap_or(3).min(100_000);
+            let ms = query(&req, "ms").unwrap_or(0).min(60_000);
+            Response::new(ResponseBody::stream(Ticker {
+                left: chunks,
+                sent: 0,
+                ms,
+            }))
+        }
+        (Method::GET, "/panic") => panic!("GET /panic asked for a panic"),
+        // For the tests: what this process inherited and kept.
+        (Method::GET, "/debug/fds") => {
+            let mut out = String::new();
+            if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+                for e in dir.flatten() {
+                    let target = std::fs::read_link(e.path()).unwrap_or_default();
+                    out.push_str(&format!(
+                        "{} {}\n",
+                        e.file_name().to_string_lossy(),
+                        target.display()
+                    ));
+                }
+            }
+            text(StatusCode::OK, out)
+        }
+        (Method::GET, "/debug/env") => {
+            let mut out = String::new();
+            for (k, v) in std::env::vars_os() {
+                let k = k.to_string_lossy();
+                if k.starts_with("LISTEN_") || k.starts_with("GRACE_") || k == "NOTIFY_SOCKET" {
+                    out.push_str(&format!("{k}={}\n", v.to_string_lossy()));
+                }
+            }
+            text(StatusCode::OK, out)
+        }
+        (_, "/" | "/sleep" | "/pid" | "/echo" | "/stream" | "/panic") => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed\n".into(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
+}
+
+/// A minimal `RUST_LOG` logger to stderr (the demo keeps to the library's
+/// dependencies). `RUST_LOG` may be a level, or `target=level,...`; the most
+/// verbose level mentioned wins.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let _ = writeln!(
+                io::stderr().lock(),
+                "{}.{:03} {:5} {}: {}",
+                now.as_secs(),
+                now.subsec_millis(),
+                r.level(),
+                r.target(),
+                r.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn init_logger() {
+    let spec = std::env::var("RUST_LOG").unwrap_or_default();
+    let level = spec
+        .split(',')
+        .filter_map(|part| part.rsplit('=').next())
+        .filter_map(|l| l.trim().parse::<log::LevelFilter>().ok())
+        .max()
+        .unwrap_or(log::LevelFilter::Info);
+    if log::set_logger(&StderrLogger).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+fn main() {
+    // Read inherited listeners and clear LISTEN_* while single-threaded.
+    grace::init();
+    init_logger();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("hello: {e}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let mut server = match Server::bind(args.cfg, &args.listen) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot listen: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Some(path) = args.refuse_upgrade_if {
+        server.pre_upgrade(move || {
+            if path.exists() {
+                Err(format!("{} exists", path.display()))
+            } else {
+                Ok(())
+            }
+        });
+    }
+    let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
+    log::info!(
+        "hello: pid {} generation {} serving on {}",
+        std::process::id(),
+        server.generation(),
+        addrs.join(" ")
+    );
+    let greeting = args.greeting;
+    let outcome = server.serve_http(
+        move |req: Request<RequestBody>| handle(&greeting, req),
+        args.http,
+    );
+    match outcome {
+        Ok(o) => {
+            log::info!("hello: pid {} exiting ({:?})", std::process::id(), o.reason);
+            std::process::exit(if o.reason == StopReason::Aborted {
+                1
+            } else {
+                0
+            });
+        }
+        Err(e) => {
+            log::error!("hello: {e}");
+            std::process::exit(1);
+        }
+    }
+}

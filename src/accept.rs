@@ -113,6 +113,7 @@ pub(crate) fn accept_loop(
                             exhausted_logged = false;
                         }
                         backoff = MIN_BACKOFF;
+                        log::trace!("[{pid}] accepted {peer:?} on fd {}", conn_fd.as_raw_fd());
                         let reg = tracker.register(conn_fd.as_raw_fd());
                         pool.dispatch(Conn::new(conn_fd, peer, reg));
                     }

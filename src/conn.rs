@@ -69,7 +69,10 @@ impl Conn {
         loop {
             let now = Instant::now();
             if now >= deadline {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "connection timed out"));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection timed out",
+                ));
             }
             let mut pfd = [sys::pollfd(self.raw(), events)];
             match sys::poll(&mut pfd, Some(deadline - now)) {

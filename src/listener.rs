@@ -423,7 +423,10 @@ pub fn generation() -> u64 {
 /// True if listeners were handed down (by a grace parent or systemd) and not
 /// yet claimed by [`Listeners::open`].
 pub fn has_inherited() -> bool {
-    inherited().lock().map(|i| !i.fds.is_empty()).unwrap_or(false)
+    inherited()
+        .lock()
+        .map(|i| !i.fds.is_empty())
+        .unwrap_or(false)
 }
 
 /// A set of listeners, bound or adopted.

@@ -24,11 +24,7 @@ pub fn notify(msg: &str) -> io::Result<bool> {
     } else {
         sock.send_to(msg.as_bytes(), &path)?;
     }
-    log::debug!(
-        "[{}] sd_notify: {}",
-        sys::getpid(),
-        msg.replace('\n', " ")
-    );
+    log::debug!("[{}] sd_notify: {}", sys::getpid(), msg.replace('\n', " "));
     Ok(true)
 }
 

@@ -49,7 +49,11 @@ pub fn remove_if_ours(path: &Path) -> bool {
                 true
             }
             Err(e) => {
-                log::warn!("[{}] remove pid file {}: {e}", sys::getpid(), path.display());
+                log::warn!(
+                    "[{}] remove pid file {}: {e}",
+                    sys::getpid(),
+                    path.display()
+                );
                 false
             }
         },

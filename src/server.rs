@@ -337,7 +337,12 @@ impl Server {
                 return Err(e);
             }
         }
-        let addrs: Vec<String> = self.listeners.addrs().iter().map(|a| a.to_string()).collect();
+        let addrs: Vec<String> = self
+            .listeners
+            .addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         let mut parent_alive = false;
         if let Some(fd) = self.ready_fd.take() {
             match child::announce_ready(&fd) {
@@ -354,7 +359,9 @@ impl Server {
                             }
                         })?;
                 }
-                Err(e) => log::warn!("[{pid}] parent did not take our ready byte ({e}); serving anyway"),
+                Err(e) => {
+                    log::warn!("[{pid}] parent did not take our ready byte ({e}); serving anyway")
+                }
             }
             notify::send(&format!("MAINPID={pid}\nREADY=1"));
         } else {

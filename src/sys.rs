@@ -27,7 +27,12 @@ pub struct SysError {
 
 impl fmt::Display for SysError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.call, io::Error::from_raw_os_error(self.errno))
+        write!(
+            f,
+            "{}: {}",
+            self.call,
+            io::Error::from_raw_os_error(self.errno)
+        )
     }
 }
 
@@ -362,10 +367,7 @@ pub fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<u
     let ms = match timeout {
         None => -1,
         // Round up so that a 0.4 ms remainder does not become a busy loop.
-        Some(d) => d
-            .as_micros()
-            .div_ceil(1000)
-            .min(libc::c_int::MAX as u128) as libc::c_int,
+        Some(d) => d.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int,
     };
     // SAFETY: fds is a live, exclusively borrowed slice of pollfd.
     let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
@@ -660,8 +662,10 @@ impl ExecSpec {
             pid_entry = Some(envs.len());
             envs.push(v);
         }
-        let mut envp: Vec<*const libc::c_char> =
-            envs.iter().map(|e| e.as_ptr() as *const libc::c_char).collect();
+        let mut envp: Vec<*const libc::c_char> = envs
+            .iter()
+            .map(|e| e.as_ptr() as *const libc::c_char)
+            .collect();
         envp.push(std::ptr::null());
         let cwd = match cwd {
             Some(c) => Some(nul(c.as_os_str().as_bytes())?),
@@ -727,7 +731,11 @@ pub fn fork_exec(spec: &mut ExecSpec) -> io::Result<(u32, OwnedFd)> {
     }
     if pid == 0 {
         // SAFETY: the child half; see `child_after_fork`.
-        unsafe { child_after_fork(fds_ptr, nfds, high, err_w_raw, pid_ptr, cwd, path, argv, envp) }
+        unsafe {
+            child_after_fork(
+                fds_ptr, nfds, high, err_w_raw, pid_ptr, cwd, path, argv, envp,
+            )
+        }
     }
     drop(err_w);
     Ok((pid as u32, err_r))

@@ -66,12 +66,7 @@ pub fn resolve_binary(argv0: &Path, cwd: &Path) -> io::Result<PathBuf> {
             .find(|p| is_executable(p));
         match found {
             Some(p) => p,
-            None => {
-                return Err(not_found(format!(
-                    "{} not found in PATH",
-                    argv0.display()
-                )))
-            }
+            None => return Err(not_found(format!("{} not found in PATH", argv0.display()))),
         }
     };
     match std::fs::metadata(&path) {

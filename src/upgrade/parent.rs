@@ -70,7 +70,10 @@ fn kill_and_reap(pid: u32) -> Option<Exit> {
     }
     match sys::waitpid(pid, true) {
         Ok(status) => {
-            log::info!("[{me}] reaped child {pid}: {}", status.map_or("?".to_string(), |s| s.to_string()));
+            log::info!(
+                "[{me}] reaped child {pid}: {}",
+                status.map_or("?".to_string(), |s| s.to_string())
+            );
             status
         }
         Err(e) => {

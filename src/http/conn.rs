@@ -1,0 +1,498 @@
+//! The per-connection loop: persistent connections and pipelining.
+
+use std::io::{self, Read};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use http::{Method, Request, Response, StatusCode, Version};
+
+use crate::http::body::{read_body, BodyState, ReadBuf};
+use crate::http::head::{parse_head, Head, HttpError};
+use crate::http::response::{
+    declared_length, hex, wants_close, write_head, ConnHeader, Framing, Inner,
+};
+use crate::http::{Config, ConnStats, Handler, Idle, RequestBody, ResponseBody, Transport};
+
+/// Initial size of a connection's read buffer.
+const READ_BUF_INITIAL: usize = 4 * 1024;
+/// Fixed bodies up to this size are copied after the head and sent in one
+/// piece; larger ones go as a second slice of a vectored write.
+const COPY_BODY_MAX: usize = 16 * 1024;
+/// Read size for streamed response bodies.
+const STREAM_BUF: usize = 16 * 1024;
+/// Content-Type of the server's own error responses.
+const ERROR_CONTENT_TYPE: &[u8] = b"Content-Type: text/plain; charset=utf-8\r\n";
+
+/// Serves requests on one connection until it closes; then calls
+/// [`Transport::close`], lingering after error responses and server-initiated
+/// closes.
+///
+/// The caller should call this right after accepting: a new connection must
+/// send its first head within [`Config::head_timeout`] of the call.
+pub fn serve_connection<T: Transport, H: Handler + ?Sized>(
+    t: &mut T,
+    handler: &H,
+    cfg: &Config,
+) -> ConnStats {
+    let accepted = Instant::now();
+    let max_buf = cfg
+        .max_head_bytes
+        .max(cfg.max_chunk_ext_len.saturating_add(64))
+        .max(1024);
+    let mut conn = Conn {
+        t,
+        cfg,
+        rbuf: ReadBuf::new(READ_BUF_INITIAL, max_buf),
+        wbuf: Vec::with_capacity(512),
+        stream_buf: Vec::new(),
+        stats: ConnStats::default(),
+        busy: false,
+    };
+    let linger = conn.run(handler, accepted);
+    if conn.busy {
+        conn.t.set_busy(false);
+    }
+    let linger = linger.then(|| Instant::now() + cfg.linger_timeout);
+    conn.t.close(linger);
+    conn.stats
+}
+
+struct Conn<'c> {
+    t: &'c mut dyn Transport,
+    cfg: &'c Config,
+    rbuf: ReadBuf,
+    /// Response heads (and small bodies) are serialized here.
+    wbuf: Vec<u8>,
+    /// For streamed response bodies; allocated on first use.
+    stream_buf: Vec<u8>,
+    stats: ConnStats,
+    busy: bool,
+}
+
+/// After a response: keep going, or close (lingering or not).
+enum Next {
+    KeepAlive,
+    Close { linger: bool },
+}
+
+/// Why no head could be read.
+enum HeadFail {
+    /// The peer closed or the connection broke: close without a response.
+    Gone,
+    /// Answer with this error and close.
+    Reject(HttpError),
+}
+
+/// How writing a response went.
+struct Written {
+    /// The connection must close after it.
+    close: bool,
+    /// The whole response went out.
+    complete: bool,
+}
+
+impl Conn<'_> {
+    /// Runs the loop; returns whether the final close should linger.
+    fn run<H: Handler + ?Sized>(&mut self, handler: &H, accepted: Instant) -> bool {
+        let cfg = self.cfg;
+        let mut first = true;
+        let mut drained = false;
+        loop {
+            let head_deadline = if self.rbuf.is_empty() {
+                let deadline = if first {
+                    accepted + cfg.head_timeout
+                } else {
+                    Instant::now() + cfg.idle_timeout
+                };
+                match self.t.wait_idle(deadline) {
+                    Ok(Idle::Data) => {}
+                    Ok(Idle::Drain) => {
+                        drained = true;
+                        match self.t.wait_idle(Instant::now() + cfg.drain_grace) {
+                            Ok(Idle::Data) => {}
+                            Ok(Idle::Eof) | Err(_) => return false,
+                            Ok(Idle::TimedOut | Idle::Drain) => {
+                                log::debug!("closing idle connection: draining");
+                                return true;
+                            }
+                        }
+                    }
+                    Ok(Idle::Eof) | Err(_) => return false,
+                    Ok(Idle::TimedOut) => {
+                        log::debug!("closing idle connection: timed out");
+                        return true;
+                    }
+                }
+                if first {
+                    accepted + cfg.head_timeout
+                } else {
+                    Instant::now() + cfg.head_timeout
+                }
+            } else {
+                // Pipelined bytes: serve them at once.
+                Instant::now() + cfg.head_timeout
+            };
+            first = false;
+
+            let head = match self.read_head(head_deadline) {
+                Ok(head) => head,
+                Err(HeadFail::Gone) => return false,
+                Err(HeadFail::Reject(e)) => {
+                    log::debug!("rejecting request: {} ({})", e.status, e.reason);
+                    let _ = self.send_error(e.status, false);
+                    return true;
+                }
+            };
+            match self.serve_one(handler, head, drained) {
+                Next::KeepAlive => {}
+                Next::Close { linger } => return linger,
+            }
+        }
+    }
+
+    /// Reads until a whole head is buffered and parses it.
+    fn read_head(&mut self, deadline: Instant) -> Result<Head, HeadFail> {
+        loop {
+            if !self.rbuf.is_empty() {
+                match parse_head(self.rbuf.data(), self.cfg) {
+                    Ok(Some((head, len))) => {
+                        self.rbuf.consume(len);
+                        return Ok(head);
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(HeadFail::Reject(e)),
+                }
+            }
+            // A real transport may keep returning bytes after the deadline
+            // (a dribbling client): check it ourselves.
+            if Instant::now() >= deadline {
+                return Err(HeadFail::Reject(HttpError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request head not received in time",
+                )));
+            }
+            match self.rbuf.fill(&mut *self.t, deadline) {
+                Ok(0) => {
+                    if !self.rbuf.is_empty() {
+                        log::debug!("peer closed the connection inside a request head");
+                    }
+                    return Err(HeadFail::Gone);
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                    ) =>
+                {
+                    return Err(HeadFail::Reject(HttpError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request head not received in time",
+                    )));
+                }
+                Err(e) => {
+                    log::debug!("reading request head: {e}");
+                    return Err(HeadFail::Gone);
+                }
+            }
+        }
+    }
+
+    /// Runs the handler for one request and writes its response.
+    fn serve_one<H: Handler + ?Sized>(&mut self, handler: &H, head: Head, drained: bool) -> Next {
+        let cfg = self.cfg;
+        self.t.set_busy(true);
+        self.busy = true;
+        self.stats.requests += 1;
+
+        let Head {
+            method,
+            uri,
+            version,
+            headers,
+            framing,
+            keep_alive,
+            expect_continue,
+        } = head;
+        let is_head = method == Method::HEAD;
+        let http10 = version == Version::HTTP_10;
+        let mut st = BodyState::new(framing, expect_continue, cfg);
+        let result = {
+            let body = RequestBody::new(&mut *self.t, &mut self.rbuf, &mut st, cfg);
+            let mut req = Request::new(body);
+            *req.method_mut() = method;
+            *req.uri_mut() = uri;
+            *req.version_mut() = version;
+            *req.headers_mut() = headers;
+            catch_unwind(AssertUnwindSafe(|| handler.handle(req)))
+        };
+        let resp = match result {
+            Ok(resp) => resp,
+            Err(_) => {
+                log::warn!("request handler panicked: answering 500");
+                let _ = self.send_error(StatusCode::INTERNAL_SERVER_ERROR, is_head);
+                return Next::Close { linger: true };
+            }
+        };
+        if let Some(err) = st.error {
+            drop(resp);
+            return match err.status() {
+                Some(status) => {
+                    log::debug!("request body failed: {err}: answering {status}");
+                    let _ = self.send_error(status, is_head);
+                    Next::Close { linger: true }
+                }
+                None => Next::Close { linger: false },
+            };
+        }
+
+        // A body the handler left unread must go before the next request.
+        let mut must_close = false;
+        if !st.is_done() {
+            if st.continue_pending {
+                // The client waits for 100 Continue: it never sent the body.
+                must_close = true;
+            } else if !self.discard_body(&mut st) {
+                must_close = true;
+            }
+        }
+
+        let close = !keep_alive || must_close || drained || self.t.draining();
+        let written = match self.write_response(resp, is_head, http10, close) {
+            Ok(w) => w,
+            Err(e) => {
+                log::debug!("writing response: {e}");
+                return Next::Close { linger: false };
+            }
+        };
+        self.t.set_busy(false);
+        self.busy = false;
+        if !written.close {
+            return Next::KeepAlive;
+        }
+        // The client asked to close and got everything: no need to linger.
+        let polite = !keep_alive && !must_close && written.complete && self.rbuf.is_empty();
+        Next::Close { linger: !polite }
+    }
+
+    /// Reads and drops what is left of the request body, up to the discard
+    /// limit. False if the connection cannot be reused.
+    fn discard_body(&mut self, st: &mut BodyState) -> bool {
+        let limit = self.cfg.discard_body_limit;
+        if st.length_left().is_some_and(|left| left > limit) {
+            log::debug!("unread request body over the discard limit: closing");
+            return false;
+        }
+        let mut scratch = [0u8; 8 * 1024];
+        let mut total = 0u64;
+        loop {
+            match read_body(&mut *self.t, &mut self.rbuf, st, self.cfg, &mut scratch) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    total += n as u64;
+                    if total > limit {
+                        log::debug!("unread request body over the discard limit: closing");
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    log::debug!("discarding request body: {e}");
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, bufs: &[&[u8]]) -> io::Result<()> {
+        let deadline = Instant::now() + self.cfg.write_timeout;
+        self.t.write_all_deadline(bufs, deadline)
+    }
+
+    /// Writes the handler's response.
+    fn write_response(
+        &mut self,
+        resp: Response<ResponseBody>,
+        is_head: bool,
+        http10: bool,
+        close_wanted: bool,
+    ) -> io::Result<Written> {
+        let (parts, body) = resp.into_parts();
+        let status = parts.status;
+        let mut close = close_wanted || wants_close(&parts.headers) || status.is_informational();
+        let no_body = status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let framing = if no_body {
+            Framing::None
+        } else {
+            match body.fixed() {
+                // HEAD: the length a GET would have; an empty body stands
+                // for "not produced", so a handler's own header is kept.
+                Some([]) if is_head => {
+                    Framing::Length(declared_length(&parts.headers).unwrap_or(0))
+                }
+                Some(b) => Framing::Length(b.len() as u64),
+                None if http10 => {
+                    close = true;
+                    Framing::Close
+                }
+                None => Framing::Chunked,
+            }
+        };
+        let conn = if close {
+            ConnHeader::Close
+        } else if http10 {
+            ConnHeader::KeepAlive
+        } else {
+            ConnHeader::None
+        };
+        self.wbuf.clear();
+        if write_head(
+            &mut self.wbuf,
+            status,
+            Some(&parts.headers),
+            framing,
+            conn,
+            b"",
+        )
+        .is_err()
+        {
+            log::warn!("response header value contains CR, LF or NUL: answering 500 instead");
+            self.send_error(StatusCode::INTERNAL_SERVER_ERROR, is_head)?;
+            return Ok(Written {
+                close: true,
+                complete: false,
+            });
+        }
+        let send_body = !is_head && !no_body;
+        match body.0 {
+            Inner::Stream(reader) if send_body => {
+                let complete = self.send_stream(reader, framing == Framing::Close)?;
+                Ok(Written {
+                    close: close || !complete,
+                    complete,
+                })
+            }
+            Inner::Static(b) if send_body => {
+                self.send_fixed(b)?;
+                Ok(Written {
+                    close,
+                    complete: true,
+                })
+            }
+            Inner::Bytes(b) if send_body => {
+                self.send_fixed(&b)?;
+                Ok(Written {
+                    close,
+                    complete: true,
+                })
+            }
+            _ => {
+                let wbuf = std::mem::take(&mut self.wbuf);
+                let r = self.write(&[&wbuf]);
+                self.wbuf = wbuf;
+                r?;
+                Ok(Written {
+                    close,
+                    complete: true,
+                })
+            }
+        }
+    }
+
+    /// Sends the head in `wbuf` followed by a fixed body.
+    fn send_fixed(&mut self, body: &[u8]) -> io::Result<()> {
+        let mut wbuf = std::mem::take(&mut self.wbuf);
+        let r = if body.len() <= COPY_BODY_MAX {
+            wbuf.extend_from_slice(body);
+            self.write(&[&wbuf])
+        } else {
+            self.write(&[&wbuf, body])
+        };
+        self.wbuf = wbuf;
+        r
+    }
+
+    /// Sends the head in `wbuf`, then the stream: chunked, or raw when `raw`.
+    /// Returns whether the body was sent whole.
+    fn send_stream(&mut self, mut reader: Box<dyn Read + Send>, raw: bool) -> io::Result<bool> {
+        let wbuf = std::mem::take(&mut self.wbuf);
+        let r = self.write(&[&wbuf]);
+        self.wbuf = wbuf;
+        r?;
+        let mut buf = std::mem::take(&mut self.stream_buf);
+        if buf.is_empty() {
+            buf = vec![0; STREAM_BUF];
+        }
+        let result = loop {
+            let read = catch_unwind(AssertUnwindSafe(|| loop {
+                match reader.read(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            }));
+            match read {
+                Err(_) => {
+                    log::warn!("response body reader panicked: closing the connection");
+                    break Ok(false);
+                }
+                Ok(Err(e)) => {
+                    log::warn!("response body reader failed: {e}: closing the connection");
+                    break Ok(false);
+                }
+                Ok(Ok(0)) => {
+                    break if raw {
+                        Ok(true)
+                    } else {
+                        self.write(&[b"0\r\n\r\n"]).map(|()| true)
+                    };
+                }
+                Ok(Ok(n)) => {
+                    let n = n.min(buf.len());
+                    let r = if raw {
+                        self.write(&[&buf[..n]])
+                    } else {
+                        let mut tmp = [0u8; 16];
+                        let size = hex(&mut tmp, n as u64);
+                        self.write(&[size, b"\r\n", &buf[..n], b"\r\n"])
+                    };
+                    if let Err(e) = r {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        self.stream_buf = buf;
+        result
+    }
+
+    /// Sends one of the server's own error responses, with
+    /// `Connection: close`, and records its status.
+    fn send_error(&mut self, status: StatusCode, is_head: bool) -> io::Result<()> {
+        self.stats.last_error = Some(status);
+        let reason = status.canonical_reason().unwrap_or("");
+        let len = status.as_str().len() + 1 + reason.len() + 1;
+        self.wbuf.clear();
+        let _ = write_head(
+            &mut self.wbuf,
+            status,
+            None,
+            Framing::Length(len as u64),
+            ConnHeader::Close,
+            ERROR_CONTENT_TYPE,
+        );
+        if !is_head {
+            self.wbuf.extend_from_slice(status.as_str().as_bytes());
+            self.wbuf.push(b' ');
+            self.wbuf.extend_from_slice(reason.as_bytes());
+            self.wbuf.push(b'\n');
+        }
+        let wbuf = std::mem::take(&mut self.wbuf);
+        let r = self.write(&[&wbuf]);
+        self.wbuf = wbuf;
+        if let Err(e) = &r {
+            log::debug!("writing {status} response: {e}");
+        }
+        r
+    }
+}

@@ -1,0 +1,468 @@
+//! Shared helpers for the integration tests: start the demo binary on
+//! 127.0.0.1 port 0, find its port and pid, talk HTTP/1.1 over raw sockets,
+//! and reap every generation (the test process is a child subreaper).
+#![allow(dead_code)]
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, Once};
+use std::time::{Duration, Instant};
+
+pub const HELLO: &str = env!("CARGO_BIN_EXE_grace-hello");
+pub const ECHO: &str = env!("CARGO_BIN_EXE_grace-echo");
+
+/// Makes the test process a child subreaper, once: PID 1 on these machines
+/// does not reap orphans, so every generation is reparented to us and we
+/// reap it.
+pub fn subreaper() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| grace::sys::set_child_subreaper().expect("PR_SET_CHILD_SUBREAPER"));
+}
+
+/// Polls `f` every few ms until it returns `Some`, or panics at `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("grace-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Lines a server (and all its generations, which share its stderr) logged.
+#[derive(Clone, Default)]
+pub struct Log(Arc<(Mutex<Vec<String>>, Condvar)>);
+
+impl Log {
+    pub fn lines(&self) -> Vec<String> {
+        self.0 .0.lock().unwrap().clone()
+    }
+
+    pub fn text(&self) -> String {
+        self.lines().join("\n")
+    }
+
+    /// Waits for a line containing `needle` that was not seen before index
+    /// `from`; returns it with its index.
+    pub fn wait_line(&self, needle: &str, from: usize, timeout: Duration) -> (usize, String) {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.0 .0.lock().unwrap();
+        loop {
+            if let Some((i, l)) = g.iter().enumerate().skip(from).find(|(_, l)| l.contains(needle)) {
+                return (i, l.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                panic!(
+                    "no log line with {needle:?} within {timeout:?}; log:\n{}",
+                    g.join("\n")
+                );
+            }
+            g = self.0 .1.wait_timeout(g, deadline - now).unwrap().0;
+        }
+    }
+
+    fn push(&self, line: String) {
+        self.0 .0.lock().unwrap().push(line);
+        self.0 .1.notify_all();
+    }
+}
+
+/// A running demo server (its first generation is our direct child).
+pub struct Server {
+    pub child: Option<Child>,
+    pub addr: SocketAddr,
+    pub log: Log,
+    pub dir: TempDir,
+    pub pid_file: PathBuf,
+}
+
+/// Spawns `bin` with `args`, reading its stderr into a [`Log`].
+pub fn spawn_logged(cmd: &mut Command) -> (Child, Log) {
+    subreaper();
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "debug");
+    }
+    let mut child = cmd.spawn().expect("spawn server");
+    let log = Log::default();
+    let stderr = child.stderr.take().unwrap();
+    let l = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            match line {
+                Ok(line) => l.push(line),
+                Err(_) => break,
+            }
+        }
+    });
+    (child, log)
+}
+
+impl Server {
+    /// Starts the HTTP demo on 127.0.0.1:0 with extra `args`.
+    pub fn start(args: &[&str]) -> Server {
+        Server::start_bin(HELLO, args)
+    }
+
+    pub fn start_bin(bin: &str, args: &[&str]) -> Server {
+        let dir = TempDir::new("srv");
+        let pid_file = dir.path().join("server.pid");
+        let mut cmd = Command::new(bin);
+        if !args.iter().any(|a| *a == "--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.arg("--pid-file").arg(&pid_file).args(args);
+        let (child, log) = spawn_logged(&mut cmd);
+        let (_, line) = log.wait_line("serving on", 0, Duration::from_secs(20));
+        let addr = line
+            .split("serving on ")
+            .nth(1)
+            .and_then(|rest| rest.split([' ', ',']).find_map(|w| w.parse::<SocketAddr>().ok()))
+            .unwrap_or_else(|| panic!("no TCP address in {line:?}"));
+        let s = Server {
+            child: Some(child),
+            addr,
+            log,
+            dir,
+            pid_file,
+        };
+        wait_for("pid file", Duration::from_secs(10), || s.file_pid());
+        s
+    }
+
+    /// The pid in the pid file.
+    pub fn file_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(&self.pid_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The first generation's pid.
+    pub fn first_pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends `sig` to `pid`.
+    pub fn signal(pid: u32, sig: i32) {
+        grace::sys::kill(pid, sig).expect("kill");
+    }
+
+    /// Asks `/pid` on a new connection: (pid, generation).
+    pub fn pid_gen(&self) -> (u32, u64) {
+        let r = get(self.addr, "/pid").expect("GET /pid");
+        parse_pid_gen(&r.body_str())
+    }
+
+    /// Waits for the direct child (generation 0) to exit; returns its code.
+    pub fn wait_first(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return Some(st.code().unwrap_or(-1));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Kill every generation we know of, and reap them.
+        let mut pids: Vec<u32> = Vec::new();
+        if let Some(p) = self.file_pid() {
+            pids.push(p);
+        }
+        for line in self.log.lines() {
+            if let Some(p) = line
+                .split("pid ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| p.parse().ok())
+            {
+                pids.push(p);
+            }
+        }
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        for p in pids {
+            if self.child.as_ref().is_some_and(|c| c.id() == p) {
+                continue;
+            }
+            let _ = grace::sys::kill(p, libc::SIGKILL);
+            reap(p, Duration::from_secs(5));
+        }
+    }
+}
+
+/// Reaps `pid` (a descendant reparented to us), waiting up to `timeout`.
+pub fn reap(pid: u32, timeout: Duration) -> Option<grace::sys::Exit> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match grace::sys::waitpid(pid, false) {
+            Ok(Some(e)) => return Some(e),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn parse_pid_gen(body: &str) -> (u32, u64) {
+    let mut pid = None;
+    let mut gen = None;
+    for kv in body.split_whitespace() {
+        if let Some(v) = kv.strip_prefix("pid=") {
+            pid = v.parse().ok();
+        }
+        if let Some(v) = kv.strip_prefix("generation=") {
+            gen = v.parse().ok();
+        }
+    }
+    (
+        pid.unwrap_or_else(|| panic!("no pid in {body:?}")),
+        gen.unwrap_or_else(|| panic!("no generation in {body:?}")),
+    )
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// True if the server said it will close the connection.
+    pub fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("close"))
+    }
+}
+
+/// Connects with a read timeout so no test can hang on a silent server.
+pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    s.set_write_timeout(Some(Duration::from_secs(15)))?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// Reads one response from `r` (for a request with method `method`).
+pub fn read_response<R: BufRead>(r: &mut R, method: &str) -> io::Result<Resp> {
+    let mut line = String::new();
+    let mut status;
+    let mut headers;
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF before status line"));
+        }
+        let mut parts = line.trim_end().splitn(3, ' ');
+        let version = parts.next().unwrap_or("");
+        if !version.starts_with("HTTP/1.") {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {line:?}")));
+        }
+        status = parts
+            .next()
+            .and_then(|s| s.parse::<u16>().ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {line:?}")))?;
+        headers = Vec::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in headers"));
+            }
+            let l = line.trim_end_matches(['\r', '\n']);
+            if l.is_empty() {
+                break;
+            }
+            let (k, v) = l
+                .split_once(':')
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad header {l:?}")))?;
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        if status != 100 {
+            break;
+        }
+    }
+    let mut resp = Resp {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if method == "HEAD" || status == 204 || status == 304 {
+        return Ok(resp);
+    }
+    if resp
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        loop {
+            line.clear();
+            r.read_line(&mut line)?;
+            let size = usize::from_str_radix(line.trim_end().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {line:?}")))?;
+            if size == 0 {
+                // trailers until the empty line
+                loop {
+                    line.clear();
+                    r.read_line(&mut line)?;
+                    if line.trim_end().is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let mut chunk = vec![0u8; size];
+            r.read_exact(&mut chunk)?;
+            resp.body.extend_from_slice(&chunk);
+            line.clear();
+            r.read_line(&mut line)?;
+        }
+    } else if let Some(cl) = resp.header("content-length") {
+        let n: usize = cl
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad content-length"))?;
+        resp.body = vec![0u8; n];
+        r.read_exact(&mut resp.body)?;
+    } else {
+        r.read_to_end(&mut resp.body)?;
+    }
+    Ok(resp)
+}
+
+/// One request on a new connection, `Connection: close`.
+pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> io::Result<Resp> {
+    let mut s = connect(addr)?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n").into_bytes();
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        req.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body);
+    s.write_all(&req)?;
+    let mut r = BufReader::new(s);
+    read_response(&mut r, method)
+}
+
+/// `GET path` on a new connection.
+pub fn get(addr: SocketAddr, path: &str) -> io::Result<Resp> {
+    request(addr, "GET", path, b"")
+}
+
+/// Sends raw bytes on a new connection and reads everything until the server
+/// closes (or the read timeout): for hostile-input tests.
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> io::Result<Vec<u8>> {
+    let mut s = connect(addr)?;
+    s.write_all(bytes)?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// A keep-alive client connection.
+pub struct Client {
+    pub r: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr) -> io::Result<Client> {
+        Ok(Client {
+            r: BufReader::new(connect(addr)?),
+        })
+    }
+
+    pub fn send(&mut self, raw: &[u8]) -> io::Result<()> {
+        self.r.get_mut().write_all(raw)
+    }
+
+    pub fn get(&mut self, path: &str) -> io::Result<Resp> {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())?;
+        read_response(&mut self.r, "GET")
+    }
+
+    pub fn read(&mut self, method: &str) -> io::Result<Resp> {
+        read_response(&mut self.r, method)
+    }
+
+    /// True if the server has closed the connection (EOF within `timeout`).
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let s = self.r.get_mut();
+        let _ = s.set_read_timeout(Some(timeout));
+        let mut b = [0u8; 1];
+        let closed = match s.read(&mut b) {
+            Ok(0) => true,
+            Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(15)));
+        closed
+    }
+}

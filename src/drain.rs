@@ -255,7 +255,9 @@ impl Tracker {
 
     /// Shuts down (both directions) every connection socket still open, so
     /// blocked reads and writes fail and their threads finish. Returns how
-    /// many were shut down.
+    /// many were cut short: connections already closing (lingering for the
+    /// peer's EOF after their last response) are shut down too, but not
+    /// counted, since they lost nothing.
     pub fn force_close(&self) -> usize {
         let reg = self.lock();
         let mut n = 0;
@@ -263,22 +265,25 @@ impl Tracker {
         // its fd is closed, so every fd seen here is still the connection's.
         for slot in reg.slots.iter().flatten() {
             slot.forced.store(true, Ordering::Relaxed);
+            if slot.state() != ConnState::Closed {
+                n += 1;
+            }
             let _ = sys::shutdown(slot.fd, libc::SHUT_RDWR);
-            n += 1;
         }
         n
     }
 
-    /// Counts the registered connections per state: (new, idle, busy).
-    pub fn states(&self) -> (usize, usize, usize) {
+    /// Counts the registered connections per state: (new, idle, busy,
+    /// closing).
+    pub fn states(&self) -> (usize, usize, usize, usize) {
         let reg = self.lock();
-        let mut c = (0, 0, 0);
+        let mut c = (0, 0, 0, 0);
         for slot in reg.slots.iter().flatten() {
             match slot.state() {
                 ConnState::New => c.0 += 1,
                 ConnState::Idle => c.1 += 1,
                 ConnState::Busy => c.2 += 1,
-                ConnState::Closed => {}
+                ConnState::Closed => c.3 += 1,
             }
         }
         c
@@ -301,11 +306,11 @@ impl Tracker {
             ..DrainStats::default()
         };
         if !self.wait_empty(started + stop_timeout) {
-            let (new, idle, busy) = self.states();
+            let (new, idle, busy, closing) = self.states();
             log::warn!(
                 "[{pid}] stop timeout ({stop_timeout:?}) reached with {} connection(s) open \
-                 ({busy} busy, {idle} idle, {new} new): shutting them down",
-                new + idle + busy
+                 ({busy} busy, {idle} idle, {new} new, {closing} closing): shutting them down",
+                new + idle + busy + closing
             );
             stats.forced = self.force_close();
             if !self.wait_empty(Instant::now() + force_grace) {
@@ -367,7 +372,7 @@ mod tests {
         assert_eq!(t.active(), 2);
         b.set_state(ConnState::Busy);
         assert_eq!(t.busy(), 1);
-        assert_eq!(t.states(), (1, 0, 1));
+        assert_eq!(t.states(), (1, 0, 1, 0));
         let (open, busy) = t.start_drain();
         assert_eq!((open, busy), (2, 1));
         assert!(t.draining());

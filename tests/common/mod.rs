@@ -65,7 +65,7 @@ pub struct Log(Arc<(Mutex<Vec<String>>, Condvar)>);
 
 impl Log {
     pub fn lines(&self) -> Vec<String> {
-        self.0 .0.lock().unwrap().clone()
+        self.0 .0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn text(&self) -> String {
@@ -76,24 +76,37 @@ impl Log {
     /// `from`; returns it with its index.
     pub fn wait_line(&self, needle: &str, from: usize, timeout: Duration) -> (usize, String) {
         let deadline = Instant::now() + timeout;
-        let mut g = self.0 .0.lock().unwrap();
+        let mut g = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if let Some((i, l)) = g.iter().enumerate().skip(from).find(|(_, l)| l.contains(needle)) {
+            if let Some((i, l)) = g
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, l)| l.contains(needle))
+            {
                 return (i, l.clone());
             }
             let now = Instant::now();
             if now >= deadline {
-                panic!(
-                    "no log line with {needle:?} within {timeout:?}; log:\n{}",
-                    g.join("\n")
-                );
+                let text = g.join("\n");
+                drop(g);
+                panic!("no log line with {needle:?} within {timeout:?}; log:\n{text}");
             }
-            g = self.0 .1.wait_timeout(g, deadline - now).unwrap().0;
+            g = self
+                .0
+                 .1
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
     fn push(&self, line: String) {
-        self.0 .0.lock().unwrap().push(line);
+        self.0
+             .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
         self.0 .1.notify_all();
     }
 }
@@ -114,7 +127,9 @@ pub fn spawn_logged(cmd: &mut Command) -> (Child, Log) {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if std::env::var_os("RUST_LOG").is_none() {
-        cmd.env("RUST_LOG", "debug");
+        // trace: the accept loop logs each connection's peer, which tests
+        // use to know a request is in the server's hands.
+        cmd.env("RUST_LOG", "trace");
     }
     let mut child = cmd.spawn().expect("spawn server");
     let log = Log::default();
@@ -150,7 +165,10 @@ impl Server {
         let addr = line
             .split("serving on ")
             .nth(1)
-            .and_then(|rest| rest.split([' ', ',']).find_map(|w| w.parse::<SocketAddr>().ok()))
+            .and_then(|rest| {
+                rest.split([' ', ','])
+                    .find_map(|w| w.parse::<SocketAddr>().ok())
+            })
             .unwrap_or_else(|| panic!("no TCP address in {line:?}"));
         let s = Server {
             child: Some(child),
@@ -314,30 +332,44 @@ pub fn read_response<R: BufRead>(r: &mut R, method: &str) -> io::Result<Resp> {
     loop {
         line.clear();
         if r.read_line(&mut line)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF before status line"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "EOF before status line",
+            ));
         }
         let mut parts = line.trim_end().splitn(3, ' ');
         let version = parts.next().unwrap_or("");
         if !version.starts_with("HTTP/1.") {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {line:?}")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad status line {line:?}"),
+            ));
         }
         status = parts
             .next()
             .and_then(|s| s.parse::<u16>().ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {line:?}")))?;
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad status line {line:?}"),
+                )
+            })?;
         headers = Vec::new();
         loop {
             line.clear();
             if r.read_line(&mut line)? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in headers"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "EOF in headers",
+                ));
             }
             let l = line.trim_end_matches(['\r', '\n']);
             if l.is_empty() {
                 break;
             }
-            let (k, v) = l
-                .split_once(':')
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad header {l:?}")))?;
+            let (k, v) = l.split_once(':').ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("bad header {l:?}"))
+            })?;
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
         if status != 100 {
@@ -360,7 +392,12 @@ pub fn read_response<R: BufRead>(r: &mut R, method: &str) -> io::Result<Resp> {
             line.clear();
             r.read_line(&mut line)?;
             let size = usize::from_str_radix(line.trim_end().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {line:?}")))?;
+                .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad chunk size {line:?}"),
+                )
+            })?;
             if size == 0 {
                 // trailers until the empty line
                 loop {
@@ -393,7 +430,8 @@ pub fn read_response<R: BufRead>(r: &mut R, method: &str) -> io::Result<Resp> {
 /// One request on a new connection, `Connection: close`.
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> io::Result<Resp> {
     let mut s = connect(addr)?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n").into_bytes();
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n").into_bytes();
     if !body.is_empty() || method == "POST" || method == "PUT" {
         req.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
     }

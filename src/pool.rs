@@ -58,11 +58,6 @@ impl Pool {
         }
     }
 
-    /// Live connection threads (busy or idle).
-    pub(crate) fn threads(&self) -> usize {
-        self.shared.threads.load(Ordering::Relaxed)
-    }
-
     /// Hands `conn` to an idle thread, or to a new one.
     pub(crate) fn dispatch(&self, conn: Conn) {
         if take_ticket(&self.shared.idle) {

@@ -303,6 +303,10 @@ impl Server {
                 Err(e) => log::warn!("[{pid}] cannot raise RLIMIT_NOFILE: {e}"),
             }
         }
+        // The pid file first: a child must have written it before it is ready.
+        if let Some(path) = &self.cfg.pid_file {
+            pidfile::write(path)?;
+        }
         let stop_fd = Arc::new(sys::eventfd()?);
         let waker = Waker::new()?;
         let pool = Arc::new(Pool::new(
@@ -329,14 +333,6 @@ impl Server {
                 s.close();
             }
         };
-        if let Some(path) = &self.cfg.pid_file {
-            if let Err(e) = pidfile::write(path) {
-                stop(signals);
-                waker.stop(&self.tracker);
-                let _ = accept_thread.join();
-                return Err(e);
-            }
-        }
         let addrs: Vec<String> = self
             .listeners
             .addrs()
@@ -609,6 +605,14 @@ impl ControlLoop<'_> {
             }
             Err(e) => {
                 log::error!("[{pid}] upgrade failed: {e}; still serving");
+                // A child killed after writing the pid file left its pid there.
+                if let Some(path) = &self.cfg.pid_file {
+                    if pidfile::read(path).ok() != Some(pid) {
+                        if let Err(e) = pidfile::write(path) {
+                            log::warn!("[{pid}] restoring the pid file: {e}");
+                        }
+                    }
+                }
                 if !self.draining {
                     notify::send("READY=1");
                 }

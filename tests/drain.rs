@@ -28,15 +28,17 @@ fn request_in_flight_completes_then_listener_closes_and_exit_0() {
     let mut c = in_flight(&s, pid, b"GET /sleep?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n");
     let t0 = Instant::now();
     Server::signal(pid, libc::SIGTERM);
-    s.log
-        .wait_line(&format!("[{pid}] listeners closed"), 0, T);
+    s.log.wait_line(&format!("[{pid}] listeners closed"), 0, T);
     // Refused, not queued and reset: the listener is closed.
     let err = std::net::TcpStream::connect(s.addr).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
     let r = c.read("GET").unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body_str(), "slept 1500 ms\n");
-    assert!(r.closes(), "a response during a drain says Connection: close");
+    assert!(
+        r.closes(),
+        "a response during a drain says Connection: close"
+    );
     assert!(c.closed_within(Duration::from_secs(5)));
     assert_eq!(s.wait_first(T), Some(0));
     assert!(t0.elapsed() >= Duration::from_millis(1000));
@@ -154,7 +156,10 @@ fn idle_closed_within_grace_busy_cut_at_stop_timeout() {
     Server::signal(pid, libc::SIGTERM);
     let mut idle = idle;
     for c in idle.iter_mut() {
-        assert!(c.closed_within(Duration::from_secs(3)), "idle connection closed");
+        assert!(
+            c.closed_within(Duration::from_secs(3)),
+            "idle connection closed"
+        );
     }
     let idle_closed = t0.elapsed();
     // A polite client closes its side once told to go.
@@ -163,7 +168,9 @@ fn idle_closed_within_grace_busy_cut_at_stop_timeout() {
         idle_closed < Duration::from_millis(300 + 1500),
         "idle connections closed {idle_closed:?} after SIGTERM (grace 300 ms)"
     );
-    silent.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
     let mut b = [0u8; 16];
     assert!(
         matches!(silent.read(&mut b), Ok(0)),
@@ -174,7 +181,10 @@ fn idle_closed_within_grace_busy_cut_at_stop_timeout() {
     let mut rest = Vec::new();
     let _ = busy.r.get_mut().read_to_end(&mut rest);
     let got = String::from_utf8_lossy(&rest);
-    assert!(!got.contains("chunk 99"), "the stream was cut at the stop timeout");
+    assert!(
+        !got.contains("chunk 99"),
+        "the stream was cut at the stop timeout"
+    );
     let code = s.wait_first(T);
     let took = t0.elapsed();
     assert_eq!(code, Some(0));
@@ -182,7 +192,10 @@ fn idle_closed_within_grace_busy_cut_at_stop_timeout() {
         took < Duration::from_millis(2000 + 1000 + 1500),
         "exit {took:?} after SIGTERM with stop timeout 2 s"
     );
-    assert!(took >= Duration::from_millis(1900), "busy connection kept until the stop timeout");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "busy connection kept until the stop timeout"
+    );
     let log = s.log.text();
     assert!(log.contains("1 forced"), "{log}");
 }
@@ -205,11 +218,8 @@ fn second_sigterm_during_drain_exits_at_once() {
 #[test]
 fn in_process_handle_stops_the_server_without_signal_handlers() {
     use grace::http::{RequestBody, ResponseBody};
-    let server = grace::Server::bind(
-        grace::Config::default(),
-        &["127.0.0.1:0".parse().unwrap()],
-    )
-    .unwrap();
+    let server =
+        grace::Server::bind(grace::Config::default(), &["127.0.0.1:0".parse().unwrap()]).unwrap();
     let addr = match &server.local_addrs()[0] {
         grace::ListenAddr::Tcp(a) => *a,
         other => panic!("{other}"),
@@ -221,7 +231,9 @@ fn in_process_handle_stops_the_server_without_signal_handlers() {
     };
     let t = std::thread::spawn(move || {
         server.serve_http(
-            |_req: http::Request<RequestBody>| http::Response::new(ResponseBody::from("in-process\n")),
+            |_req: http::Request<RequestBody>| {
+                http::Response::new(ResponseBody::from("in-process\n"))
+            },
             http_cfg,
         )
     });
@@ -235,8 +247,16 @@ fn in_process_handle_stops_the_server_without_signal_handlers() {
         .find_map(|l| l.strip_prefix("SigCgt:"))
         .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
         .unwrap();
-    assert_eq!(sigcgt & (1 << (libc::SIGTERM - 1)), 0, "SIGTERM handler installed");
-    assert_eq!(sigcgt & (1 << (libc::SIGUSR2 - 1)), 0, "SIGUSR2 handler installed");
+    assert_eq!(
+        sigcgt & (1 << (libc::SIGTERM - 1)),
+        0,
+        "SIGTERM handler installed"
+    );
+    assert_eq!(
+        sigcgt & (1 << (libc::SIGUSR2 - 1)),
+        0,
+        "SIGUSR2 handler installed"
+    );
 
     let h2 = handle.clone();
     let stopper = std::thread::spawn(move || h2.shutdown_and_wait());
@@ -249,5 +269,8 @@ fn in_process_handle_stops_the_server_without_signal_handlers() {
     assert!(c.closed_within(Duration::from_secs(3)));
     let served = t.join().unwrap().unwrap();
     assert_eq!(served.reason, grace::StopReason::Shutdown);
-    assert!(std::net::TcpStream::connect(addr).is_err(), "listener closed");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "listener closed"
+    );
 }

@@ -151,6 +151,34 @@ fn http10_with_keep_alive_stays_open_for_a_second_request() {
     assert!(r.body_str().starts_with("pid="), "{r:?}");
 }
 
+#[test]
+fn http10_streamed_response_is_delimited_by_close() {
+    let s = Server::start(&[]);
+    // HTTP/1.0 has no chunked coding: the body ends when the server closes.
+    let out = raw_exchange(s.addr, b"GET /stream?chunks=3&ms=10 HTTP/1.0\r\n\r\n").unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a whole head");
+    assert!(head.starts_with("HTTP/1.1 200 "), "{text:?}");
+    let lower = head.to_ascii_lowercase();
+    assert!(!lower.contains("transfer-encoding"), "{text:?}");
+    assert!(lower.contains("connection: close"), "{text:?}");
+    assert_eq!(body, "chunk 0\nchunk 1\nchunk 2\n");
+}
+
+#[test]
+fn connection_close_request_ends_the_connection_after_its_response() {
+    let s = Server::start(&[]);
+    let mut c = Client::new(s.addr).unwrap();
+    // The second request comes after "Connection: close": never answered.
+    c.send(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\nGET /pid HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let r = c.read("GET").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body_str(), "hello\n");
+    assert!(r.closes(), "{r:?}");
+    assert!(c.closed_within(Duration::from_secs(3)));
+}
+
 // ---------------------------------------------------------------------------
 // 2. Request bodies, Expect: 100-continue, HEAD, streamed responses
 // ---------------------------------------------------------------------------
@@ -195,6 +223,22 @@ fn content_length_post_echo_returns_body() {
     assert_eq!(r.body.len(), big.len());
     assert!(r.body == big, "echoed body differs");
     assert_eq!(c.get("/").unwrap().body_str(), "hello\n");
+}
+
+#[test]
+fn unread_request_body_is_discarded_and_connection_kept() {
+    let s = Server::start(&[]);
+    let mut c = Client::new(s.addr).unwrap();
+    // POST / is 405: the handler never reads the body, the server must skip
+    // it so the pipelined next request is parsed from the right place.
+    c.send(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 12\r\n\r\nGET /nope xxGET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let r = c.read("POST").unwrap();
+    assert_eq!(r.status, 405);
+    assert!(!r.closes(), "{r:?}");
+    let r = c.read("GET").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body_str(), "hello\n");
 }
 
 #[test]
@@ -534,6 +578,22 @@ fn dribbled_request_head_is_cut_off_by_head_timeout() {
     assert!(!text.contains(" 200 "), "dribbling client was served");
     // Others are still served.
     assert_eq!(get(s.addr, "/").unwrap().status, 200);
+}
+
+#[test]
+fn silent_connection_is_closed_by_head_timeout() {
+    let s = Server::start(&["--head-timeout-ms", "500"]);
+    let mut c = Client::new(s.addr).unwrap();
+    let t = Instant::now();
+    assert!(
+        c.closed_within(Duration::from_secs(3)),
+        "a connection that sends nothing was kept open"
+    );
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "closed after {took:?} (head timeout 500 ms)"
+    );
 }
 
 // ---------------------------------------------------------------------------

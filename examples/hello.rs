@@ -283,9 +283,11 @@ fn init_logger() {
 }
 
 fn main() {
-    // Read inherited listeners and clear LISTEN_* while single-threaded.
-    grace::init();
+    // The logger first (it starts no thread), so the handover's first log
+    // lines are seen; then read inherited listeners and clear LISTEN_*
+    // while still single-threaded.
     init_logger();
+    grace::init();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

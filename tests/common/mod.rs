@@ -153,6 +153,11 @@ impl Server {
     }
 
     pub fn start_bin(bin: &str, args: &[&str]) -> Server {
+        Server::start_env(bin, args, &[])
+    }
+
+    /// Starts `bin` with `args` and extra environment variables.
+    pub fn start_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = TempDir::new("srv");
         let pid_file = dir.path().join("server.pid");
         let mut cmd = Command::new(bin);
@@ -160,6 +165,12 @@ impl Server {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         cmd.arg("--pid-file").arg(&pid_file).args(args);
+        cmd.envs(env.iter().copied());
+        Server::from_command(cmd, dir, pid_file)
+    }
+
+    /// Starts a prepared command (which must pass `--pid-file pid_file`).
+    pub fn from_command(mut cmd: Command, dir: TempDir, pid_file: PathBuf) -> Server {
         let (child, log) = spawn_logged(&mut cmd);
         let (_, line) = log.wait_line("serving on", 0, Duration::from_secs(20));
         let addr = line

@@ -256,8 +256,8 @@ fn from_raw(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> SockAddr 
 
 /// Creates a socket with `SOCK_CLOEXEC | SOCK_NONBLOCK`.
 pub fn socket(domain: libc::c_int, ty: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: socket() takes no pointers.
     let fd = cvt(
+        // SAFETY: socket() takes no pointers.
         unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) },
         "socket",
     )?;
@@ -271,8 +271,8 @@ pub fn setsockopt_int(
     name: libc::c_int,
     value: libc::c_int,
 ) -> io::Result<()> {
-    // SAFETY: we pass a pointer to a live c_int and its exact size.
     cvt(
+        // SAFETY: we pass a pointer to a live c_int and its exact size.
         unsafe {
             libc::setsockopt(
                 fd,
@@ -291,8 +291,8 @@ pub fn setsockopt_int(
 pub fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
     let mut value: libc::c_int = 0;
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: value and len are live locals; the kernel writes at most len bytes.
     cvt(
+        // SAFETY: value and len are live locals; the kernel writes at most len bytes.
         unsafe {
             libc::getsockopt(
                 fd,
@@ -310,8 +310,8 @@ pub fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::R
 /// `bind(2)`.
 pub fn bind(fd: RawFd, addr: &SockAddr) -> io::Result<()> {
     let (storage, len) = to_raw(addr)?;
-    // SAFETY: storage holds a valid sockaddr of length len.
     cvt(
+        // SAFETY: storage holds a valid sockaddr of length len.
         unsafe { libc::bind(fd, &storage as *const _ as *const libc::sockaddr, len) },
         "bind",
     )?;
@@ -330,8 +330,8 @@ pub fn getsockname(fd: RawFd) -> io::Result<SockAddr> {
     // SAFETY: all-zero sockaddr_storage is valid.
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: storage/len are live locals sized for any address family.
     cvt(
+        // SAFETY: storage/len are live locals sized for any address family.
         unsafe { libc::getsockname(fd, &mut storage as *mut _ as *mut libc::sockaddr, &mut len) },
         "getsockname",
     )?;
@@ -390,8 +390,8 @@ pub fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
 /// An `eventfd` (CLOEXEC, non-blocking): a wake-up that stays readable once
 /// written, until read.
 pub fn eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: no pointers.
     let fd = cvt(
+        // SAFETY: no pointers.
         unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) },
         "eventfd",
     )?;
@@ -458,8 +458,8 @@ pub fn shutdown(fd: RawFd, how: libc::c_int) -> io::Result<()> {
 /// A pair of connected Unix stream sockets, both CLOEXEC.
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds is a live array of two ints, as socketpair expects.
     cvt(
+        // SAFETY: fds is a live array of two ints, as socketpair expects.
         unsafe {
             libc::socketpair(
                 libc::AF_UNIX,
@@ -476,8 +476,8 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// A CLOEXEC pipe: (read end, write end).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds is a live array of two ints, as pipe2 expects.
     cvt(
+        // SAFETY: fds is a live array of two ints, as pipe2 expects.
         unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) },
         "pipe2",
     )?;
@@ -549,8 +549,8 @@ pub fn waitpid(pid: u32, block: bool) -> io::Result<Option<Exit>> {
 /// Makes this process a child subreaper: orphaned descendants are reparented
 /// to it instead of PID 1, so it can reap every generation it starts.
 pub fn set_child_subreaper() -> io::Result<()> {
-    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes no pointers.
     cvt(
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes no pointers.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) },
         "prctl(PR_SET_CHILD_SUBREAPER)",
     )?;
@@ -564,21 +564,21 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: lim is a live local rlimit.
     cvt(
+        // SAFETY: lim is a live local rlimit.
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) },
         "getrlimit",
     )?;
     let old = lim.rlim_cur;
     if lim.rlim_cur < lim.rlim_max {
         lim.rlim_cur = lim.rlim_max;
-        // SAFETY: lim is a live, initialised rlimit.
         cvt(
+            // SAFETY: lim is a live, initialised rlimit.
             unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) },
             "setrlimit",
         )?;
     }
-    Ok((old as u64, lim.rlim_cur as u64))
+    Ok((old, lim.rlim_cur))
 }
 
 /// `CLOCK_MONOTONIC` in microseconds, as systemd's `MONOTONIC_USEC` wants.

@@ -57,7 +57,10 @@ fn socket_activation_serves_on_the_inherited_socket() {
     assert_eq!(pid, s.first_pid(), "python exec'd the server in place");
     assert_eq!(gen, 0, "socket activation is generation 0");
     s.log.wait_line(&format!("adopted 127.0.0.1:{port}"), 0, T);
-    assert!(s.log.text().contains("name \"web\""), "LISTEN_FDNAMES is read");
+    assert!(
+        s.log.text().contains("name \"web\""),
+        "LISTEN_FDNAMES is read"
+    );
     let env = get(s.addr, "/debug/env").unwrap().body_str();
     assert!(!env.contains("LISTEN_"), "{env}");
 }
@@ -90,7 +93,10 @@ fn listen_pid_of_another_process_is_ignored() {
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    assert!(c.read("GET").is_err(), "the ignored socket must not be served");
+    assert!(
+        c.read("GET").is_err(),
+        "the ignored socket must not be served"
+    );
 }
 
 #[test]
@@ -109,7 +115,10 @@ fn sd_notify_messages_arrive_in_order() {
     assert_eq!(recv(), "READY=1");
     Server::signal(pid0, libc::SIGUSR2);
     let reloading = recv();
-    assert!(reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{reloading}");
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
     let usec: u64 = reloading.rsplit('=').next().unwrap().parse().unwrap();
     assert!(usec > 0);
     let takeover = recv();

@@ -161,7 +161,7 @@ impl Server {
         let dir = TempDir::new("srv");
         let pid_file = dir.path().join("server.pid");
         let mut cmd = Command::new(bin);
-        if !args.iter().any(|a| *a == "--listen") {
+        if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         cmd.arg("--pid-file").arg(&pid_file).args(args);

@@ -1,0 +1,338 @@
+#!/usr/bin/env bash
+# grace vs hyper 1 + tokio, measured with wrk on loopback.
+#
+#   benches/run.sh                      # RUNS=3 DURATION=10s
+#   RUNS=1 DURATION=3s benches/run.sh   # quick look
+#
+# Each server runs pinned to CPU 0 (`taskset -c 0`), wrk to CPU 1 with one
+# thread. Scenarios: keep-alive with 64 and 256 connections, and
+# `Connection: close` with 16. Every cell (one server, one scenario, one run)
+# starts a fresh server, waits until it answers, runs `wrk --latency`, records
+# req/s, p50, p99, socket errors and non-2xx, notes the CPU time the server
+# and wrk used, and stops the server (SIGTERM, wait). Runs are interleaved
+# (run 1 of every cell, then run 2, ...) and the server order alternates, so
+# drift hits both servers alike. The table shows medians over the runs.
+#
+# Each cell runs under `flock $LOCK` (default /tmp/grace-cpu.lock), so
+# measurements never overlap other CPU-heavy work that takes the same lock;
+# the builds run outside it. Do not wrap this whole script in the same flock:
+# its cells would wait for the lock forever (set LOCK= to skip locking when
+# you already hold it).
+#
+# Environment: RUNS (3), DURATION (10s), LOCK (/tmp/grace-cpu.lock),
+# SERVER_CPU (0), CLIENT_CPU (1), OUT (benches/results/latest.md).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+GRACE_BIN="$ROOT/target/release/examples/hello"
+HYPER_BIN="$ROOT/benches/peers/target/release/hyper-hello"
+SERVER_CPU="${SERVER_CPU:-0}"
+CLIENT_CPU="${CLIENT_CPU:-1}"
+
+# Scenario name | wrk arguments (besides --latency, -d and the URL).
+SCENARIOS=(
+    "keep-alive c64|-t1 -c64"
+    "keep-alive c256|-t1 -c256"
+    "close c16|-t1 -c16 -H Connection:close"
+)
+
+# ---------------------------------------------------------------------------
+# One cell: `run.sh __cell SERVER PORT DURATION RESULT_FILE WRK_ARGS...`,
+# invoked under flock by the main part below. Writes one line of key=value
+# pairs to RESULT_FILE and wrk's output next to it.
+# ---------------------------------------------------------------------------
+cell() {
+    local server=$1 port=$2 duration=$3 result=$4
+    shift 4
+    local log="${result%.res}.server.log" wrk_out="${result%.res}.wrk.txt"
+    local url="http://127.0.0.1:$port/"
+    local pid
+    case $server in
+        grace) taskset -c "$SERVER_CPU" "$GRACE_BIN" --listen "127.0.0.1:$port" >"$log" 2>&1 &
+            pid=$! ;;
+        hyper) taskset -c "$SERVER_CPU" "$HYPER_BIN" "127.0.0.1:$port" >"$log" 2>&1 &
+            pid=$! ;;
+        *) echo "unknown server $server" >&2; return 2 ;;
+    esac
+    stop_server() {
+        kill -TERM "$pid" 2>/dev/null || true
+        local i
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "  $server (pid $pid) ignored SIGTERM for 10 s: SIGKILL" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    }
+    # Ready when GET / answers 200 (at most 10 s).
+    if ! python3 - "$url" <<'EOF'
+import sys, time, urllib.request
+end = time.monotonic() + 10
+while True:
+    try:
+        with urllib.request.urlopen(sys.argv[1], timeout=1) as r:
+            if r.status == 200 and r.read() == b"hello\n":
+                sys.exit(0)
+    except OSError:
+        pass
+    if time.monotonic() > end:
+        sys.exit(1)
+    time.sleep(0.05)
+EOF
+    then
+        echo "  $server did not answer on $url within 10 s; its log:" >&2
+        sed 's/^/    /' "$log" >&2
+        stop_server
+        return 1
+    fi
+    # CPU time (utime + stime, clock ticks) of the whole server process.
+    srv_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0; }
+    # Children's CPU time so far (the readiness check; wrk after it runs).
+    kids_secs() {
+        times | awk 'NR == 2 {
+            s = 0
+            for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] }
+            printf "%.3f", s }'
+    }
+    local t0 k0 s0 t1 k1 s1
+    s0=$(srv_ticks)
+    k0=$(kids_secs)
+    t0=$(date +%s.%N)
+    # The server's stdout/stderr were opened by it; wrk must not inherit the
+    # lock fd of an outer flock either, but flock(1) passes none.
+    if ! taskset -c "$CLIENT_CPU" wrk --latency -d "$duration" "$@" "$url" >"$wrk_out" 2>&1; then
+        echo "  wrk failed against $server:" >&2
+        sed 's/^/    /' "$wrk_out" >&2
+        stop_server
+        return 1
+    fi
+    t1=$(date +%s.%N)
+    k1=$(kids_secs)
+    s1=$(srv_ticks)
+    local alive=1
+    kill -0 "$pid" 2>/dev/null || alive=0
+    stop_server
+    local hz
+    hz=$(getconf CLK_TCK)
+    python3 - "$wrk_out" "$result" "$t0" "$t1" "$s0" "$s1" "$hz" "$k0" "$k1" "$alive" <<'EOF'
+import re, sys
+wrk_out, result, t0, t1, s0, s1, hz, k0, k1, alive = sys.argv[1:]
+text = open(wrk_out).read()
+def lat(unit_val):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", unit_val)
+    if not m:
+        return float("nan")
+    mult = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}[m.group(2)]
+    return float(m.group(1)) * mult
+r = {}
+m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+r["rps"] = float(m.group(1)) if m else 0.0
+m = re.search(r"(\d+) requests in", text)
+r["requests"] = int(m.group(1)) if m else 0
+for pct in ("50", "99"):
+    m = re.search(r"^\s+%s%%\s+(\S+)" % pct, text, re.M)
+    r["p" + pct] = lat(m.group(1)) if m else float("nan")
+m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+for i, k in enumerate(("connect", "read", "write", "timeout")):
+    r[k] = int(m.group(i + 1)) if m else 0
+m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+r["non2xx"] = int(m.group(1)) if m else 0
+wall = float(t1) - float(t0)
+r["srv_cpu"] = (int(s1) - int(s0)) / int(hz) / wall * 100 if wall > 0 else 0.0
+r["wrk_cpu"] = (float(k1) - float(k0)) / wall * 100 if wall > 0 else 0.0
+r["alive"] = int(alive)
+with open(result, "w") as f:
+    f.write(" ".join(f"{k}={v}" for k, v in r.items()) + "\n")
+EOF
+    [ "$alive" = 1 ] || { echo "  $server died during the run; its log:" >&2; sed 's/^/    /' "$log" >&2; }
+}
+
+if [ "${1:-}" = "__cell" ]; then
+    shift
+    cell "$@"
+    exit
+fi
+
+# ---------------------------------------------------------------------------
+# Main part.
+# ---------------------------------------------------------------------------
+RUNS="${RUNS:-3}"
+DURATION="${DURATION:-10s}"
+LOCK="${LOCK-/tmp/grace-cpu.lock}"
+OUT="${OUT:-$ROOT/benches/results/latest.md}"
+
+if ! command -v wrk >/dev/null; then
+    echo "== installing wrk"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq wrk >/dev/null
+fi
+for tool in taskset python3; do
+    command -v "$tool" >/dev/null || { echo "run.sh needs $tool" >&2; exit 1; }
+done
+[ -z "$LOCK" ] || command -v flock >/dev/null || { echo "run.sh needs flock (or LOCK=)" >&2; exit 1; }
+if [ "$(nproc --all)" -le "$CLIENT_CPU" ] || [ "$(nproc --all)" -le "$SERVER_CPU" ]; then
+    echo "need CPUs $SERVER_CPU and $CLIENT_CPU; this machine has $(nproc --all)" >&2
+    exit 1
+fi
+
+echo "== building (CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1})"
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
+(cd "$ROOT" && cargo build --release --example hello)
+(cd "$ROOT" && cargo build --release --manifest-path benches/peers/Cargo.toml)
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+WORK="$(mktemp -d /tmp/grace-bench.XXXXXX)"
+echo "== raw wrk output and server logs in $WORK"
+SERVERS=(grace hyper)
+total=$((RUNS * ${#SCENARIOS[@]} * ${#SERVERS[@]}))
+n=0
+for ((run = 1; run <= RUNS; run++)); do
+    for si in "${!SCENARIOS[@]}"; do
+        IFS='|' read -r sname sargs <<<"${SCENARIOS[$si]}"
+        # Alternate which server goes first, per run and per scenario.
+        if (((run + si) % 2)); then order=(grace hyper); else order=(hyper grace); fi
+        for server in "${order[@]}"; do
+            n=$((n + 1))
+            port=$(free_port)
+            res="$WORK/$server.s$si.r$run.res"
+            printf '[%d/%d] run %d  %-16s %-5s port %s ... ' "$n" "$total" "$run" "$sname" "$server" "$port"
+            # shellcheck disable=SC2086 # sargs is a word list on purpose
+            if [ -n "$LOCK" ]; then
+                flock "$LOCK" "$0" __cell "$server" "$port" "$DURATION" "$res" $sargs || true
+            else
+                "$0" __cell "$server" "$port" "$DURATION" "$res" $sargs || true
+            fi
+            if [ -s "$res" ]; then
+                sed -E 's/^rps=([0-9.]+).*p50=([0-9.na]+) p99=([0-9.na]+).*srv_cpu=([0-9.]+) wrk_cpu=([0-9.]+).*/\1 req\/s  p50 \2 ms  p99 \3 ms  server CPU \4%  wrk CPU \5%/' "$res"
+            else
+                echo "FAILED"
+            fi
+        done
+    done
+done
+
+# ---------------------------------------------------------------------------
+# Report.
+# ---------------------------------------------------------------------------
+mkdir -p "$(dirname "$OUT")"
+scen_names=()
+for s in "${SCENARIOS[@]}"; do scen_names+=("${s%%|*}"); done
+scen_args=()
+for s in "${SCENARIOS[@]}"; do scen_args+=("${s#*|}"); done
+python3 - "$WORK" "$OUT" "$RUNS" "$DURATION" "$SERVER_CPU" "$CLIENT_CPU" "$ROOT" \
+    "${#SCENARIOS[@]}" "${scen_names[@]}" "${scen_args[@]}" <<'EOF'
+import os, platform, statistics, subprocess, sys, time
+work, out, runs, duration, scpu, ccpu, root, nscen = sys.argv[1:9]
+nscen = int(nscen)
+names = sys.argv[9:9 + nscen]
+wargs = sys.argv[9 + nscen:9 + 2 * nscen]
+runs = int(runs)
+
+def load(server, si, run):
+    p = os.path.join(work, f"{server}.s{si}.r{run}.res")
+    try:
+        line = open(p).read().split()
+    except OSError:
+        return None
+    r = {}
+    for kv in line:
+        k, v = kv.split("=", 1)
+        r[k] = float(v)
+    return r
+
+def med(xs):
+    xs = [x for x in xs if x == x]
+    return statistics.median(xs) if xs else float("nan")
+
+def fmt_lat(ms):
+    if ms != ms:
+        return "n/a"
+    return f"{ms * 1000:.0f} µs" if ms < 1 else f"{ms:.2f} ms"
+
+ERR_KEYS = ("connect", "read", "write", "timeout", "non2xx")
+def fmt_err(rs):
+    tot = {k: int(sum(r[k] for r in rs)) for k in ERR_KEYS}
+    parts = [f"{k} {v}" for k, v in tot.items() if v]
+    failed = runs - len(rs)
+    if failed:
+        parts.append(f"{failed} run(s) failed")
+    return ", ".join(parts) if parts else "0"
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    except Exception:
+        return "?"
+
+model = "?"
+for line in open("/proc/cpuinfo"):
+    if line.startswith("model name"):
+        model = line.split(":", 1)[1].strip()
+        break
+
+summary = []
+summary.append("| scenario | grace req/s | hyper req/s | grace/hyper | grace p50 | grace p99 | hyper p50 | hyper p99 | grace errors | hyper errors |")
+summary.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+for si, name in enumerate(names):
+    g = [r for r in (load("grace", si, k) for k in range(1, runs + 1)) if r]
+    h = [r for r in (load("hyper", si, k) for k in range(1, runs + 1)) if r]
+    grps = med([r["rps"] for r in g])
+    hrps = med([r["rps"] for r in h])
+    ratio = f"{grps / hrps:.2f}" if g and h and hrps > 0 else "n/a"
+    summary.append(
+        f"| {name} | {grps:,.0f} | {hrps:,.0f} | {ratio} | "
+        f"{fmt_lat(med([r['p50'] for r in g]))} | {fmt_lat(med([r['p99'] for r in g]))} | "
+        f"{fmt_lat(med([r['p50'] for r in h]))} | {fmt_lat(med([r['p99'] for r in h]))} | "
+        f"{fmt_err(g)} | {fmt_err(h)} |"
+    )
+
+raw = []
+raw.append("| scenario | server | run | req/s | requests | p50 | p99 | connect | read | write | timeout | non-2xx | server CPU | wrk CPU |")
+raw.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for si, name in enumerate(names):
+    for server in ("grace", "hyper"):
+        for k in range(1, runs + 1):
+            r = load(server, si, k)
+            if r is None:
+                raw.append(f"| {name} | {server} | {k} | failed | | | | | | | | | | |")
+                continue
+            raw.append(
+                f"| {name} | {server} | {k} | {r['rps']:,.0f} | {int(r['requests'])} | "
+                f"{fmt_lat(r['p50'])} | {fmt_lat(r['p99'])} | {int(r['connect'])} | {int(r['read'])} | "
+                f"{int(r['write'])} | {int(r['timeout'])} | {int(r['non2xx'])} | "
+                f"{r['srv_cpu']:.0f}% | {r['wrk_cpu']:.0f}% |"
+            )
+
+commit = sh(f"git -C {root} rev-parse --short HEAD")
+dirty = sh(f"git -C {root} status --porcelain -- src examples Cargo.toml Cargo.lock")
+machine = [
+    f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+    f"- grace commit: {commit}{' (src/examples modified)' if dirty else ''}",
+    f"- CPU: {model}; nproc {os.cpu_count()}; kernel {platform.release()}",
+    f"- server pinned to CPU {scpu}, wrk (`-t1`) to CPU {ccpu}; {runs} run(s) of {duration} per cell, interleaved",
+    f"- {sh('wrk -v 2>&1 | head -1')}; {sh('rustc --version')}",
+    "- peers: grace `examples/hello`; hyper `benches/peers` (hyper 1 + hyper-util + tokio multi-thread, 1 worker under taskset)",
+]
+scen = [f"- {n}: `wrk --latency -d {duration} {a} http://127.0.0.1:PORT/`" for n, a in zip(names, wargs)]
+doc = (
+    ["# grace vs hyper: latest run", "", *machine, "", "Scenarios:", *scen, "",
+     "## Summary (medians over runs)", "", *summary, "",
+     "Errors are totals over the runs (wrk socket errors and non-2xx responses).",
+     "Server CPU: CPU time the server used during the wrk run / wall time (100% = its one CPU busy).",
+     "wrk CPU likewise for wrk; near 100% means the client, not the server, is the limit.", "",
+     "## Every run", "", *raw, ""]
+)
+with open(out, "w") as f:
+    f.write("\n".join(doc))
+print()
+print("\n".join(summary))
+print()
+print(f"raw results: {out}")
+EOF

@@ -29,11 +29,12 @@ HYPER_BIN="$ROOT/benches/peers/target/release/hyper-hello"
 SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
 
-# Scenario name | wrk arguments (besides --latency, -d and the URL).
+# Scenario name | wrk arguments, separated by ';' (besides --latency, -d and
+# the URL).
 SCENARIOS=(
-    "keep-alive c64|-t1 -c64"
-    "keep-alive c256|-t1 -c256"
-    "close c16|-t1 -c16 -H Connection:close"
+    "keep-alive c64|-t1;-c64"
+    "keep-alive c256|-t1;-c256"
+    "close c16|-t1;-c16;-H;Connection: close"
 )
 
 # ---------------------------------------------------------------------------
@@ -101,8 +102,6 @@ EOF
     s0=$(srv_ticks)
     k0=$(kids_secs)
     t0=$(date +%s.%N)
-    # The server's stdout/stderr were opened by it; wrk must not inherit the
-    # lock fd of an outer flock either, but flock(1) passes none.
     if ! taskset -c "$CLIENT_CPU" wrk --latency -d "$duration" "$@" "$url" >"$wrk_out" 2>&1; then
         echo "  wrk failed against $server:" >&2
         sed 's/^/    /' "$wrk_out" >&2
@@ -196,6 +195,7 @@ n=0
 for ((run = 1; run <= RUNS; run++)); do
     for si in "${!SCENARIOS[@]}"; do
         IFS='|' read -r sname sargs <<<"${SCENARIOS[$si]}"
+        IFS=';' read -r -a wargs <<<"$sargs"
         # Alternate which server goes first, per run and per scenario.
         if (((run + si) % 2)); then order=(grace hyper); else order=(hyper grace); fi
         for server in "${order[@]}"; do
@@ -203,11 +203,10 @@ for ((run = 1; run <= RUNS; run++)); do
             port=$(free_port)
             res="$WORK/$server.s$si.r$run.res"
             printf '[%d/%d] run %d  %-16s %-5s port %s ... ' "$n" "$total" "$run" "$sname" "$server" "$port"
-            # shellcheck disable=SC2086 # sargs is a word list on purpose
             if [ -n "$LOCK" ]; then
-                flock "$LOCK" "$0" __cell "$server" "$port" "$DURATION" "$res" $sargs || true
+                flock "$LOCK" "$0" __cell "$server" "$port" "$DURATION" "$res" "${wargs[@]}" || true
             else
-                "$0" __cell "$server" "$port" "$DURATION" "$res" $sargs || true
+                "$0" __cell "$server" "$port" "$DURATION" "$res" "${wargs[@]}" || true
             fi
             if [ -s "$res" ]; then
                 sed -E 's/^rps=([0-9.]+).*p50=([0-9.na]+) p99=([0-9.na]+).*srv_cpu=([0-9.]+) wrk_cpu=([0-9.]+).*/\1 req\/s  p50 \2 ms  p99 \3 ms  server CPU \4%  wrk CPU \5%/' "$res"
@@ -228,11 +227,11 @@ scen_args=()
 for s in "${SCENARIOS[@]}"; do scen_args+=("${s#*|}"); done
 python3 - "$WORK" "$OUT" "$RUNS" "$DURATION" "$SERVER_CPU" "$CLIENT_CPU" "$ROOT" \
     "${#SCENARIOS[@]}" "${scen_names[@]}" "${scen_args[@]}" <<'EOF'
-import os, platform, statistics, subprocess, sys, time
+import os, platform, shlex, statistics, subprocess, sys, time
 work, out, runs, duration, scpu, ccpu, root, nscen = sys.argv[1:9]
 nscen = int(nscen)
 names = sys.argv[9:9 + nscen]
-wargs = sys.argv[9 + nscen:9 + 2 * nscen]
+wargs = [shlex.join(a.split(";")) for a in sys.argv[9 + nscen:9 + 2 * nscen]]
 runs = int(runs)
 
 def load(server, si, run):

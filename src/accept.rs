@@ -25,11 +25,15 @@ const MIN_BACKOFF: Duration = Duration::from_millis(5);
 /// Connections accepted from one listener per wake-up before polling again,
 /// so one busy listener cannot starve the others or the wake fd.
 const ACCEPT_BATCH: usize = 64;
+/// At most this many queued connections are accepted per listener when a
+/// final shutdown stops accepting.
+const SWEEP_LIMIT: usize = 4096;
 
 /// Wakes and stops the accept thread.
 pub(crate) struct Waker {
     fd: OwnedFd,
     stop: AtomicBool,
+    sweep: AtomicBool,
 }
 
 impl Waker {
@@ -37,11 +41,17 @@ impl Waker {
         Ok(Arc::new(Waker {
             fd: sys::eventfd()?,
             stop: AtomicBool::new(false),
+            sweep: AtomicBool::new(false),
         }))
     }
 
-    /// Asks the accept thread to stop, and wakes it.
-    pub(crate) fn stop(&self, tracker: &Tracker) {
+    /// Asks the accept thread to stop, and wakes it. With `sweep` (a final
+    /// shutdown, where nobody else will accept from these sockets), it first
+    /// accepts every connection already queued, so that closing the listener
+    /// resets as few clients as possible: those get their answer with
+    /// `Connection: close`. After a handover the new process accepts them.
+    pub(crate) fn stop(&self, tracker: &Tracker, sweep: bool) {
+        self.sweep.store(sweep, Ordering::Release);
         self.stop.store(true, Ordering::Release);
         if let Err(e) = sys::eventfd_signal(self.fd.as_raw_fd()) {
             log::error!("[{}] cannot wake the accept thread: {e}", sys::getpid());
@@ -144,6 +154,28 @@ pub(crate) fn accept_loop(
                     }
                 }
             }
+        }
+    }
+    if waker.sweep.load(Ordering::Acquire) {
+        let mut swept = 0;
+        'sweep: for fd in listeners {
+            for _ in 0..SWEEP_LIMIT {
+                if max_connections.is_some_and(|max| tracker.active() >= max) {
+                    break 'sweep;
+                }
+                match sys::accept(*fd) {
+                    Ok((conn_fd, peer)) => {
+                        let reg = tracker.register(conn_fd.as_raw_fd());
+                        pool.dispatch(Conn::new(conn_fd, peer, reg));
+                        swept += 1;
+                    }
+                    Err(libc::EINTR) | Err(libc::ECONNABORTED) | Err(libc::EPROTO) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        if swept > 0 {
+            log::debug!("[{pid}] accepted {swept} queued connection(s) before closing");
         }
     }
     log::debug!("[{pid}] accept loop stopped");

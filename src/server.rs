@@ -651,13 +651,11 @@ impl ControlLoop<'_> {
         let force_grace = self.cfg.force_grace;
         let drain = move || {
             let started = Instant::now();
-            let counts = tracker.start_drain();
-            log::info!(
-                "[{pid}] draining {} connection(s) ({} busy); stop timeout {stop_timeout:?}",
-                counts.0,
-                counts.1
-            );
-            waker.stop(&tracker);
+            // Stop accepting first, then tell connections to go: a client
+            // told `Connection: close` that reconnects then finds the
+            // listener closed (refused, cleanly) or, after a handover, the
+            // new process; never a queue that is about to be reset.
+            waker.stop(&tracker, final_);
             if let Some(a) = accept {
                 let _ = a.join();
             }
@@ -670,6 +668,12 @@ impl ControlLoop<'_> {
             if final_ {
                 notify::send("STOPPING=1");
             }
+            let counts = tracker.start_drain();
+            log::info!(
+                "[{pid}] draining {} connection(s) ({} busy); stop timeout {stop_timeout:?}",
+                counts.0,
+                counts.1
+            );
             let stats = tracker.finish_drain(started, counts, stop_timeout, force_grace);
             let _ = tx.send(Control::Drained(stats));
         };

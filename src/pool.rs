@@ -5,17 +5,24 @@
 //! after `idle_timeout`. Spawning a thread per connection is what makes a
 //! naive thread-per-connection server slow on short connections.
 //!
-//! The `idle` counter is a ticket count: a thread adds one when it starts
-//! waiting, and whoever takes a ticket away owns that wait. The accept thread
-//! takes one before sending (so a sent connection always has a receiver); a
-//! thread whose wait timed out takes one before retiring, and if none is
-//! left, a connection is on its way to it and it must wait again.
+//! Idle threads wait on a LIFO stack: the most recently idle thread (the one
+//! with the warmest stack and caches) gets the next connection, and threads
+//! at the bottom retire first. Each idle thread owns a one-slot channel; the
+//! accept thread pops a thread off the stack, sends the connection into its
+//! channel and unparks it. A thread waits with `try_recv` + `park_timeout`
+//! rather than a blocking `recv`, whose spin-then-yield back-off costs
+//! several `sched_yield` context switches per connection on a busy CPU.
+//!
+//! Retiring is race-free: a thread whose wait timed out retires only if it
+//! can remove itself from the stack under the lock; if it is no longer there,
+//! the accept thread has popped it and a connection is on its way.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::conn::Conn;
 use crate::sys;
@@ -23,35 +30,39 @@ use crate::sys;
 /// The work done on each connection.
 pub(crate) type Work = Arc<dyn Fn(Conn) + Send + Sync>;
 
-pub(crate) struct Pool {
+/// An idle thread: where to send it a connection, and how to wake it.
+struct Idle {
+    id: u64,
     tx: Sender<Conn>,
-    rx: Receiver<Conn>,
+    thread: Thread,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Idle threads, most recent last.
+    idle: Mutex<Vec<Idle>>,
+    next_id: AtomicU64,
+    /// Set when the pool is dropped: idle threads retire.
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub(crate) struct Pool {
     shared: Arc<Shared>,
     work: Work,
     stack_size: usize,
     idle_timeout: Duration,
 }
 
-struct Shared {
-    idle: AtomicUsize,
-    threads: AtomicUsize,
-}
-
-fn take_ticket(idle: &AtomicUsize) -> bool {
-    idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-        .is_ok()
-}
-
 impl Pool {
     pub(crate) fn new(work: Work, stack_size: usize, idle_timeout: Duration) -> Pool {
-        let (tx, rx) = crossbeam_channel::unbounded();
         Pool {
-            tx,
-            rx,
-            shared: Arc::new(Shared {
-                idle: AtomicUsize::new(0),
-                threads: AtomicUsize::new(0),
-            }),
+            shared: Arc::new(Shared::default()),
             work,
             stack_size,
             idle_timeout,
@@ -60,30 +71,44 @@ impl Pool {
 
     /// Hands `conn` to an idle thread, or to a new one.
     pub(crate) fn dispatch(&self, conn: Conn) {
-        if take_ticket(&self.shared.idle) {
-            if let Err(e) = self.tx.send(conn) {
-                // Cannot happen while we hold `rx`; drop the connection.
-                log::error!("[{}] connection channel closed: {e}", sys::getpid());
+        let idle = self.shared.lock().pop();
+        if let Some(w) = idle {
+            // The slot is empty: a thread is pushed only with an empty
+            // channel, and popped (here) only once per wait.
+            match w.tx.try_send(conn) {
+                Ok(()) => w.thread.unpark(),
+                Err(e) => {
+                    log::error!("[{}] idle thread's slot unusable: {e}", sys::getpid());
+                }
             }
             return;
         }
-        let rx = self.rx.clone();
         let shared = self.shared.clone();
         let work = self.work.clone();
         let idle_timeout = self.idle_timeout;
-        shared.threads.fetch_add(1, Ordering::Relaxed);
         let spawned = std::thread::Builder::new()
             .name("grace-conn".into())
             .stack_size(self.stack_size)
-            .spawn(move || worker(conn, rx, shared, work, idle_timeout));
+            .spawn(move || worker(conn, shared, work, idle_timeout));
         if let Err(e) = spawned {
-            self.shared.threads.fetch_sub(1, Ordering::Relaxed);
             // The connection was moved into the failed closure and is closed
             // with it; the client sees the connection close.
             log::error!(
                 "[{}] cannot spawn a connection thread, dropping the connection: {e}",
                 sys::getpid()
             );
+        }
+    }
+}
+
+impl Drop for Pool {
+    /// Wakes every idle thread so it retires now.
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        let idle = std::mem::take(&mut *self.shared.lock());
+        for w in idle {
+            drop(w.tx);
+            w.thread.unpark();
         }
     }
 }
@@ -100,26 +125,97 @@ fn run(work: &Work, conn: Conn) {
     }
 }
 
-fn worker(first: Conn, rx: Receiver<Conn>, shared: Arc<Shared>, work: Work, idle: Duration) {
+fn worker(first: Conn, shared: Arc<Shared>, work: Work, idle_timeout: Duration) {
     run(&work, first);
+    let (tx, rx): (Sender<Conn>, Receiver<Conn>) = crossbeam_channel::bounded(1);
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     loop {
-        shared.idle.fetch_add(1, Ordering::AcqRel);
+        shared.lock().push(Idle {
+            id,
+            tx: tx.clone(),
+            thread: std::thread::current(),
+        });
+        let deadline = Instant::now() + idle_timeout;
         let conn = loop {
-            match rx.recv_timeout(idle) {
-                Ok(c) => break Some(c),
-                Err(RecvTimeoutError::Timeout) => {
-                    if take_ticket(&shared.idle) {
-                        break None;
-                    }
-                    // Our ticket was taken: a connection is on its way.
-                }
-                Err(RecvTimeoutError::Disconnected) => break None,
+            if let Ok(c) = rx.try_recv() {
+                break Some(c);
             }
+            if shared.closed.load(Ordering::Acquire) {
+                break None;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let mut idle = shared.lock();
+                if let Some(i) = idle.iter().position(|w| w.id == id) {
+                    idle.remove(i);
+                    break None;
+                }
+                // Popped by the accept thread: the connection is on its way.
+                drop(idle);
+                std::thread::park_timeout(Duration::from_millis(50));
+                continue;
+            }
+            std::thread::park_timeout(deadline - now);
         };
         match conn {
             Some(c) => run(&work, c),
             None => break,
         }
     }
-    shared.threads.fetch_sub(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drain::Tracker;
+    use std::os::fd::AsRawFd;
+    use std::sync::mpsc;
+
+    fn conn(tracker: &Arc<Tracker>) -> Conn {
+        let (a, _b) = sys::socketpair().unwrap();
+        let reg = tracker.register(a.as_raw_fd());
+        Conn::new(a, sys::SockAddr::Other, reg)
+    }
+
+    #[test]
+    fn reuses_idle_threads_and_retires_them() {
+        let tracker = Tracker::new().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let work: Work = Arc::new(move |_c: Conn| {
+            tx.lock()
+                .unwrap()
+                .send(std::thread::current().id())
+                .unwrap();
+        });
+        let pool = Pool::new(work, 64 * 1024, Duration::from_millis(100));
+        let t = Duration::from_secs(10);
+        pool.dispatch(conn(&tracker));
+        let first = rx.recv_timeout(t).unwrap();
+        // Wait until that thread is idle on the stack, then reuse it.
+        let deadline = Instant::now() + t;
+        while pool.shared.lock().is_empty() {
+            assert!(Instant::now() < deadline, "thread never became idle");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        pool.dispatch(conn(&tracker));
+        assert_eq!(
+            rx.recv_timeout(t).unwrap(),
+            first,
+            "the idle thread is reused"
+        );
+        // It goes idle again, and after the idle timeout it retires.
+        let deadline = Instant::now() + t;
+        while pool.shared.lock().is_empty() {
+            assert!(Instant::now() < deadline, "thread never became idle");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            if pool.shared.lock().is_empty() && tracker.active() == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "idle thread did not retire");
+        }
+    }
 }

@@ -65,7 +65,8 @@ GOOD_CHUNKS = (b"5;name=value\r\nhello\r\n6;a;b=\"q\"\r\n world\r\n"
 REQUESTS = [
     # --- real requests
     ("get-simple", get(b"/", b"User-Agent: curl/8.0\r\nAccept: */*\r\n")),
-    ("get-query", get(b"/search?q=a+b&x=%20#", b"Accept-Encoding: gzip, br\r\n")),
+    ("get-query", get(b"/search?q=a+b&x=%20", b"Accept-Encoding: gzip, br\r\n")),
+    ("get-fragment", get(b"/search?q=a#frag", b"")),
     ("get-absolute-form", get(b"http://example.com/a/b?c")),
     ("get-double-slash", get(b"//a")),
     ("get-lowercase-method", b"get / HTTP/1.1\r\nHost: x\r\n\r\n"),

@@ -124,7 +124,8 @@ pub(crate) fn accept_loop(
                         }
                         backoff = MIN_BACKOFF;
                         log::trace!("[{pid}] accepted {peer:?} on fd {}", conn_fd.as_raw_fd());
-                        let reg = tracker.register(conn_fd.as_raw_fd());
+                        let reg = tracker
+                            .register(conn_fd.as_raw_fd(), matches!(peer, sys::SockAddr::Inet(_)));
                         pool.dispatch(Conn::new(conn_fd, peer, reg));
                     }
                     Err(libc::EAGAIN) => break,
@@ -165,7 +166,8 @@ pub(crate) fn accept_loop(
                 }
                 match sys::accept(*fd) {
                     Ok((conn_fd, peer)) => {
-                        let reg = tracker.register(conn_fd.as_raw_fd());
+                        let reg = tracker
+                            .register(conn_fd.as_raw_fd(), matches!(peer, sys::SockAddr::Inet(_)));
                         pool.dispatch(Conn::new(conn_fd, peer, reg));
                         swept += 1;
                     }

@@ -7,7 +7,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::drain::{ConnState, Registration};
 use crate::http::transport::{Idle, Transport};
@@ -26,15 +26,35 @@ pub struct Conn {
     fd: Option<OwnedFd>,
     peer: SockAddr,
     drain_seen: bool,
+    /// TCP (idle waits may block in `recv`), as opposed to a Unix socket.
+    tcp: bool,
+    /// Bytes a blocking idle `recv` read ahead of the next `read_deadline`.
+    stash: Vec<u8>,
+    stash_pos: usize,
+    stash_end: usize,
+    /// The `SO_RCVTIMEO` currently set, rounded to 100 ms.
+    recv_timeout: Option<Duration>,
 }
+
+/// How long a woken (read-side shut down) connection sleeps between
+/// non-blocking reads while it waits for a last request.
+const WOKEN_POLL: Duration = Duration::from_millis(5);
+/// Size of the read-ahead buffer of a blocking idle `recv`.
+const STASH: usize = 4096;
 
 impl Conn {
     pub(crate) fn new(fd: OwnedFd, peer: SockAddr, reg: Registration) -> Conn {
+        let tcp = matches!(peer, SockAddr::Inet(_));
         Conn {
             reg: Some(reg),
             fd: Some(fd),
             peer,
             drain_seen: false,
+            tcp,
+            stash: Vec::new(),
+            stash_pos: 0,
+            stash_end: 0,
+            recv_timeout: None,
         }
     }
 
@@ -86,8 +106,22 @@ impl Conn {
 
     /// Reads what is there, or waits for it until `deadline`. `Ok(0)` is EOF.
     pub fn read_deadline(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        if self.stash_pos < self.stash_end {
+            let n = buf.len().min(self.stash_end - self.stash_pos);
+            buf[..n].copy_from_slice(&self.stash[self.stash_pos..self.stash_pos + n]);
+            self.stash_pos += n;
+            return Ok(n);
+        }
         loop {
-            match sys::read(self.raw(), buf) {
+            match sys::recv(self.raw(), buf, libc::MSG_DONTWAIT) {
+                Ok(0) if !buf.is_empty() && self.woken() => {
+                    // Our own SHUT_RD makes an empty queue read as 0: only
+                    // TCP_INFO tells whether the peer really closed.
+                    if sys::tcp_peer_closed(self.raw()) {
+                        return Ok(0);
+                    }
+                    self.sleep_until(deadline)?;
+                }
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.wait(libc::POLLIN, deadline)?
@@ -96,6 +130,23 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    fn woken(&self) -> bool {
+        self.reg.as_ref().is_some_and(|r| r.woken())
+    }
+
+    /// Sleeps one [`WOKEN_POLL`] step, or fails at `deadline`.
+    fn sleep_until(&self, deadline: Instant) -> io::Result<()> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection timed out",
+            ));
+        }
+        std::thread::sleep(WOKEN_POLL.min(deadline - now));
+        Ok(())
     }
 
     /// Writes all of `bufs`, waiting for room until `deadline`.
@@ -152,10 +203,23 @@ impl Conn {
     /// Waits for the first byte of the next request, the peer's close, the
     /// deadline, or (once) the start of a drain.
     pub fn wait_idle(&mut self, deadline: Instant) -> io::Result<Idle> {
+        if self.stash_pos < self.stash_end {
+            return Ok(Idle::Data);
+        }
         let drain_fd = self.reg.as_ref().map(|r| r.tracker().drain_fd());
+        if !self.drain_seen && self.draining() {
+            self.drain_seen = true;
+            return Ok(Idle::Drain);
+        }
+        if self.woken() {
+            return self.wait_woken(deadline);
+        }
+        if self.tcp && !self.drain_seen && self.state() == ConnState::Idle {
+            return self.wait_blocking(deadline);
+        }
         loop {
             let watch_drain = !self.drain_seen && drain_fd.is_some();
-            if watch_drain && self.reg.as_ref().is_some_and(|r| r.tracker().draining()) {
+            if watch_drain && self.draining() {
                 self.drain_seen = true;
                 return Ok(Idle::Drain);
             }
@@ -186,6 +250,78 @@ impl Conn {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A kept-alive TCP connection's idle wait: block in `recv` (one
+    /// syscall, woken straight by the socket) instead of `poll` + `read`.
+    /// `SO_RCVTIMEO` bounds it; a drain wakes it with `shutdown(SHUT_RD)`
+    /// (see [`crate::Tracker::start_drain`]), which makes the read return 0.
+    fn wait_blocking(&mut self, deadline: Instant) -> io::Result<Idle> {
+        if self.stash.is_empty() {
+            self.stash = vec![0; STASH];
+        }
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Idle::TimedOut);
+            }
+            // Round up to 100 ms so that the steady keep-alive case sets it once.
+            let want =
+                Duration::from_millis((deadline - now).as_millis().div_ceil(100) as u64 * 100);
+            if self.recv_timeout != Some(want) {
+                sys::set_recv_timeout(self.raw(), want)?;
+                self.recv_timeout = Some(want);
+            }
+            match sys::recv(self.raw(), &mut self.stash, 0) {
+                Ok(0) => {
+                    if self.woken() && !sys::tcp_peer_closed(self.raw()) {
+                        self.drain_seen = true;
+                        return Ok(Idle::Drain);
+                    }
+                    return Ok(Idle::Eof);
+                }
+                Ok(n) => {
+                    self.stash_pos = 0;
+                    self.stash_end = n;
+                    return Ok(Idle::Data);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(Idle::Eof),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waiting on a woken connection, whose socket always polls readable:
+    /// non-blocking reads a few ms apart until data, the peer's close, or
+    /// `deadline` (the drain grace: short, and only during a drain).
+    fn wait_woken(&mut self, deadline: Instant) -> io::Result<Idle> {
+        if self.stash.is_empty() {
+            self.stash = vec![0; STASH];
+        }
+        loop {
+            match sys::recv(self.raw(), &mut self.stash, libc::MSG_DONTWAIT) {
+                Ok(0) => {
+                    if sys::tcp_peer_closed(self.raw()) {
+                        return Ok(Idle::Eof);
+                    }
+                }
+                Ok(n) => {
+                    self.stash_pos = 0;
+                    self.stash_end = n;
+                    return Ok(Idle::Data);
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(Idle::Eof),
+                Err(e) => return Err(e),
+            }
+            if self.sleep_until(deadline).is_err() {
+                return Ok(Idle::TimedOut);
             }
         }
     }

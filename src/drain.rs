@@ -52,6 +52,10 @@ pub(crate) struct Slot {
     fd: RawFd,
     state: AtomicU8,
     forced: AtomicBool,
+    /// A TCP connection, whose idle thread may block in `recv`.
+    tcp: bool,
+    /// The drain woke this idle connection with `shutdown(SHUT_RD)`.
+    woken: AtomicBool,
 }
 
 impl Slot {
@@ -157,11 +161,13 @@ impl Tracker {
         self.drain_fd.as_raw_fd()
     }
 
-    pub(crate) fn register(self: &Arc<Self>, fd: RawFd) -> Registration {
+    pub(crate) fn register(self: &Arc<Self>, fd: RawFd, tcp: bool) -> Registration {
         let slot = Arc::new(Slot {
             fd,
             state: AtomicU8::new(ConnState::New as u8),
             forced: AtomicBool::new(false),
+            tcp,
+            woken: AtomicBool::new(false),
         });
         let mut reg = self.lock();
         let id = match reg.free.pop() {
@@ -208,6 +214,16 @@ impl Tracker {
         let reg = self.lock();
         self.draining.store(true, Ordering::Release);
         let counts = (self.active(), self.busy());
+        // Idle kept-alive TCP connections block in `recv`, not `poll`:
+        // `shutdown(SHUT_RD)` wakes them (the read returns 0). It is a
+        // state, not an event, so a thread that was about to block sees it
+        // too; data the client sends afterwards is still received.
+        for slot in reg.slots.iter().flatten() {
+            if slot.tcp && slot.state() == ConnState::Idle {
+                slot.woken.store(true, Ordering::Release);
+                let _ = sys::shutdown(slot.fd, libc::SHUT_RD);
+            }
+        }
         drop(reg);
         if let Err(e) = sys::eventfd_signal(self.drain_fd.as_raw_fd()) {
             log::error!("[{}] cannot signal the drain fd: {e}", sys::getpid());
@@ -352,6 +368,12 @@ impl Registration {
     pub(crate) fn was_forced(&self) -> bool {
         self.slot.forced.load(Ordering::Relaxed)
     }
+
+    /// True once the drain has shut down the read side to wake this
+    /// connection: a zero-byte read no longer means end of stream.
+    pub(crate) fn woken(&self) -> bool {
+        self.slot.woken.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for Registration {
@@ -367,8 +389,8 @@ mod tests {
     #[test]
     fn counts_and_waits() {
         let t = Tracker::new().unwrap();
-        let a = t.register(100);
-        let b = t.register(101);
+        let a = t.register(100, false);
+        let b = t.register(101, false);
         assert_eq!(t.active(), 2);
         b.set_state(ConnState::Busy);
         assert_eq!(t.busy(), 1);
@@ -388,7 +410,7 @@ mod tests {
     #[test]
     fn wait_empty_times_out() {
         let t = Tracker::new().unwrap();
-        let _a = t.register(100);
+        let _a = t.register(100, false);
         let start = Instant::now();
         assert!(!t.wait_empty(start + Duration::from_millis(50)));
         assert!(start.elapsed() >= Duration::from_millis(50));

@@ -173,7 +173,7 @@ mod tests {
 
     fn conn(tracker: &Arc<Tracker>) -> Conn {
         let (a, _b) = sys::socketpair().unwrap();
-        let reg = tracker.register(a.as_raw_fd());
+        let reg = tracker.register(a.as_raw_fd(), false);
         Conn::new(a, sys::SockAddr::Other, reg)
     }
 

@@ -338,8 +338,11 @@ pub fn getsockname(fd: RawFd) -> io::Result<SockAddr> {
     Ok(from_raw(&storage, len))
 }
 
-/// `accept4(2)` with `SOCK_CLOEXEC | SOCK_NONBLOCK`: connection fds never leak
-/// into a child process, and never block a thread outside `poll`.
+/// `accept4(2)` with `SOCK_CLOEXEC`: connection fds never leak into a child
+/// process. The socket is left in blocking mode: a kept-alive TCP
+/// connection's thread blocks in `recv` for the next request (see
+/// `conn::Conn::wait_idle`); every other read and write passes
+/// `MSG_DONTWAIT` and waits in `poll` with a deadline.
 ///
 /// Returns the raw OS error (no call name) so the accept loop can match on it
 /// without allocating.
@@ -353,7 +356,7 @@ pub fn accept(fd: RawFd) -> Result<(OwnedFd, SockAddr), i32> {
             fd,
             &mut storage as *mut _ as *mut libc::sockaddr,
             &mut len,
-            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            libc::SOCK_CLOEXEC,
         )
     };
     if ret == -1 {
@@ -420,8 +423,9 @@ pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     cvt_size(n, "write")
 }
 
-/// `send(2)` with `MSG_NOSIGNAL`: a peer that went away gives `EPIPE`, never
-/// a `SIGPIPE` that would kill the process.
+/// `send(2)` with `MSG_NOSIGNAL | MSG_DONTWAIT`: a peer that went away gives
+/// `EPIPE`, never a `SIGPIPE` that would kill the process, and a full send
+/// buffer gives `EAGAIN` (the caller polls with its deadline).
 pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: buf is a live byte slice of buf.len() bytes.
     let n = unsafe {
@@ -429,13 +433,68 @@ pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
             fd,
             buf.as_ptr() as *const libc::c_void,
             buf.len(),
-            libc::MSG_NOSIGNAL,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
         )
     };
     cvt_size(n, "send")
 }
 
-/// `sendmsg(2)` of several buffers with `MSG_NOSIGNAL` (a vectored `send`).
+/// `recv(2)` with `flags` (`MSG_DONTWAIT` for a non-blocking read, 0 to
+/// block until data, end of stream, `SO_RCVTIMEO` or `shutdown(SHUT_RD)`).
+pub fn recv(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
+    // SAFETY: buf is a live, exclusively borrowed byte slice of buf.len() bytes.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), flags) };
+    cvt_size(n, "recv")
+}
+
+/// Sets `SO_RCVTIMEO`: a blocking `recv` fails with `EAGAIN` after `d`.
+pub fn set_recv_timeout(fd: RawFd, d: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_usec: d.subsec_micros() as libc::suseconds_t,
+    };
+    cvt(
+        // SAFETY: we pass a pointer to a live timeval and its exact size.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const libc::timeval as *const libc::c_void,
+                mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        },
+        "setsockopt(SO_RCVTIMEO)",
+    )?;
+    Ok(())
+}
+
+/// True if the TCP peer has closed its side (the socket left ESTABLISHED
+/// for CLOSE_WAIT or a later state), read from `TCP_INFO`. Used where a
+/// zero-byte read cannot tell end of stream from our own `SHUT_RD`.
+pub fn tcp_peer_closed(fd: RawFd) -> bool {
+    // tcpi_state is the first byte of struct tcp_info; the kernel copies
+    // only as many bytes as we ask for.
+    let mut info = [0u8; 8];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: info and len are live locals; the kernel writes at most len bytes.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr() as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    const ESTABLISHED: u8 = 1;
+    const FIN_WAIT1: u8 = 4;
+    const FIN_WAIT2: u8 = 5;
+    r == -1 || !matches!(info[0], ESTABLISHED | FIN_WAIT1 | FIN_WAIT2)
+}
+
+/// `sendmsg(2)` of several buffers with `MSG_NOSIGNAL | MSG_DONTWAIT` (a
+/// vectored [`send`]).
 pub fn sendv(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: all-zero msghdr is valid (null name, no control data).
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
@@ -443,7 +502,7 @@ pub fn sendv(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
     // SAFETY: msg points at live iovecs describing live borrowed buffers.
-    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
     cvt_size(n, "sendmsg")
 }
 

@@ -258,7 +258,16 @@ fn parse_target(method: &Method, target: &str) -> Result<Uri, HttpError> {
             Err(bad("asterisk-form request-target outside OPTIONS"))
         };
     }
+    // No request-target form allows a fragment; `http::Uri` would drop it
+    // silently and the handler would see another target than was sent.
+    if target.contains('#') {
+        return Err(bad("fragment in request-target"));
+    }
     let uri: Uri = target.parse().map_err(|_| bad("invalid request-target"))?;
+    // userinfo in an authority is an error for a server (RFC 9110 §4.2.4).
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(bad("userinfo in request-target"));
+    }
     let authority_form =
         uri.scheme().is_none() && uri.authority().is_some() && uri.path_and_query().is_none();
     if connect {

@@ -1,0 +1,616 @@
+//! Fault injection with real processes: the old generation killed during
+//! its drain, the new one killed or stopped before it is ready, descriptors
+//! running out during an upgrade, and a pid file the child cannot write.
+//!
+//! The test process is a child subreaper (`common::subreaper`, called by the
+//! spawn helpers) and reaps every generation it starts. Every wait is
+//! bounded.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const T: Duration = Duration::from_secs(20);
+
+/// Pids of the live (or zombie) processes whose parent is `pid`, from
+/// `/proc/*/stat`, zombies included. (`/proc/PID/task/TID/children` lists
+/// one thread's children, and grace forks from its upgrade thread.)
+fn children_of(pid: u32) -> Vec<(u32, char)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        if f.next().and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            out.push((child, state));
+        }
+    }
+    out
+}
+
+/// Replaces `path` by a shell script, as a deploy would (rename over it).
+fn write_script(path: &Path, body: &str) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Puts the real demo binary back at `path` (copy, then rename over).
+fn restore_binary(path: &Path) {
+    let tmp = path.with_extension("new");
+    std::fs::copy(HELLO, &tmp).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Waits until `pid` (the first generation, or one reparented to us) has
+/// exited, and returns how.
+fn wait_exit(s: &mut Server, pid: u32) -> Option<grace::sys::Exit> {
+    if pid == s.first_pid() {
+        s.wait_first(T).map(grace::sys::Exit::Code)
+    } else {
+        reap(pid, T)
+    }
+}
+
+/// SIGUSR2 to `old`; waits until the next generation serves, names itself in
+/// the pid file, and `old` has exited 0. Returns the new pid.
+fn restart(s: &mut Server, old: u32, old_gen: u64) -> u32 {
+    Server::signal(old, libc::SIGUSR2);
+    let (pid, gen) = wait_for("the new generation to serve", T, || {
+        let (p, g) = parse_pid_gen(&get(s.addr, "/pid").ok()?.body_str());
+        (p != old).then_some((p, g))
+    });
+    assert_eq!(gen, old_gen + 1);
+    wait_for("the pid file to name the new process", T, || {
+        (s.file_pid() == Some(pid)).then_some(())
+    });
+    assert_eq!(
+        wait_exit(s, old),
+        Some(grace::sys::Exit::Code(0)),
+        "old generation {old}"
+    );
+    pid
+}
+
+/// A request that failed, with what is known of its connection.
+#[derive(Debug, Clone)]
+struct Failure {
+    /// The client's local port (to find the accepting process in the log).
+    port: u16,
+    /// The pid that answered earlier requests on this connection, if any.
+    owner: Option<u32>,
+    /// The error (read through `Debug` in assertion messages).
+    #[allow(dead_code)]
+    what: String,
+}
+
+/// Keep-alive clients asking `GET /pid` in a loop, so every response says
+/// which process served it, and every failure can be attributed.
+struct PidLoad {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    by_pid: Arc<Mutex<HashMap<u32, u64>>>,
+    failures: Arc<Mutex<Vec<Failure>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl PidLoad {
+    fn start(addr: SocketAddr, n: usize) -> PidLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let by_pid = Arc::new(Mutex::new(HashMap::new()));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..n)
+            .map(|_| {
+                let (stop, ok, by_pid, failures) =
+                    (stop.clone(), ok.clone(), by_pid.clone(), failures.clone());
+                std::thread::spawn(move || {
+                    let mut budget = 200_000u32;
+                    let mut conn: Option<(Client, u16, Option<u32>)> = None;
+                    while !stop.load(Ordering::Relaxed) && budget > 0 {
+                        budget -= 1;
+                        if conn.is_none() {
+                            match Client::new(addr) {
+                                Ok(c) => {
+                                    let port = c.r.get_ref().local_addr().unwrap().port();
+                                    conn = Some((c, port, None));
+                                }
+                                Err(e) => {
+                                    failures.lock().unwrap().push(Failure {
+                                        port: 0,
+                                        owner: None,
+                                        what: format!("connect: {e}"),
+                                    });
+                                    std::thread::sleep(Duration::from_millis(10));
+                                    continue;
+                                }
+                            }
+                        }
+                        let (c, port, owner) = conn.as_mut().unwrap();
+                        let fail = |what: String| Failure {
+                            port: *port,
+                            owner: *owner,
+                            what,
+                        };
+                        match c.get("/pid") {
+                            Ok(r) if r.status == 200 => {
+                                let (pid, _) = parse_pid_gen(&r.body_str());
+                                *owner = Some(pid);
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                *by_pid.lock().unwrap().entry(pid).or_default() += 1;
+                                if r.closes() {
+                                    conn = None;
+                                }
+                            }
+                            Ok(r) => {
+                                failures
+                                    .lock()
+                                    .unwrap()
+                                    .push(fail(format!("status {}", r.status)));
+                                conn = None;
+                            }
+                            Err(e) => {
+                                failures.lock().unwrap().push(fail(format!("{e}")));
+                                conn = None;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        PidLoad {
+            stop,
+            ok,
+            by_pid,
+            failures,
+            threads,
+        }
+    }
+
+    fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `n` more requests succeeded.
+    fn progress(&self, n: u64) {
+        let target = self.ok() + n;
+        wait_for("load progress", T, || (self.ok() >= target).then_some(()));
+    }
+
+    /// Waits until `n` more requests were served by `pid`.
+    fn progress_on(&self, pid: u32, n: u64) {
+        let served = || self.by_pid.lock().unwrap().get(&pid).copied().unwrap_or(0);
+        let target = served() + n;
+        wait_for("load progress on the new process", T, || {
+            (served() >= target).then_some(())
+        });
+    }
+
+    fn finish(self) -> (u64, HashMap<u32, u64>, Vec<Failure>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let by_pid = self.by_pid.lock().unwrap().clone();
+        let failures = self.failures.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), by_pid, failures)
+    }
+}
+
+/// Asserts the load saw no failure at all.
+fn assert_no_failures(ok: u64, failures: &[Failure]) {
+    assert!(
+        failures.is_empty(),
+        "{} failed request(s) of {}: {:?}",
+        failures.len(),
+        ok + failures.len() as u64,
+        &failures[..failures.len().min(10)]
+    );
+}
+
+/// The pid that accepted the connection from local `port`, by the last
+/// `accepted Inet(127.0.0.1:PORT)` line in the log.
+fn accepted_by(log: &Log, port: u16) -> Option<u32> {
+    let needle = format!("accepted Inet(127.0.0.1:{port})");
+    log.lines()
+        .iter()
+        .rev()
+        .find(|l| l.contains(&needle))
+        .and_then(|l| l.split('[').nth(1)?.split(']').next()?.parse().ok())
+}
+
+// ---------------------------------------------------------------------------
+// 1. The old generation is SIGKILLed during its drain
+// ---------------------------------------------------------------------------
+
+#[test]
+fn sigkill_old_generation_during_drain_only_its_connections_fail() {
+    let mut s = Server::start(&["--stop-timeout-ms", "10000"]);
+    let pid0 = s.first_pid();
+    let load = PidLoad::start(s.addr, 8);
+    load.progress(200);
+
+    // A slow request in flight on the old process keeps it draining.
+    let mut slow = Client::new(s.addr).unwrap();
+    let slow_port = slow.r.get_ref().local_addr().unwrap().port();
+    slow.send(b"GET /sleep?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    s.log.wait_line(
+        &format!("[{pid0}] accepted Inet(127.0.0.1:{slow_port})"),
+        0,
+        T,
+    );
+
+    Server::signal(pid0, libc::SIGUSR2);
+    let pid1 = wait_for("the new generation to serve", T, || {
+        let (p, _) = parse_pid_gen(&get(s.addr, "/pid").ok()?.body_str());
+        (p != pid0).then_some(p)
+    });
+    s.log.wait_line(&format!("[{pid0}] draining"), 0, T);
+    // The old process is draining (the slow request holds it): kill it.
+    assert!(
+        s.wait_first(Duration::ZERO).is_none(),
+        "the old process exited before the slow request finished"
+    );
+    Server::signal(pid0, libc::SIGKILL);
+    assert_eq!(s.wait_first(T), Some(-1), "killed by a signal");
+
+    // The in-flight request on the killed process fails...
+    let t0 = Instant::now();
+    let r = slow.read("GET");
+    assert!(r.is_err(), "the killed process answered: {r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+
+    // ...and the new process serves on: the load, fresh clients, /pid.
+    load.progress_on(pid1, 300);
+    for _ in 0..20 {
+        let r = get(s.addr, "/").unwrap();
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(s.pid_gen(), (pid1, 1));
+    assert_eq!(
+        s.file_pid(),
+        Some(pid1),
+        "the pid file names the new process"
+    );
+    // It learns its parent is gone (EOF on the readiness socket).
+    s.log.wait_line(
+        &format!("[{pid1}] the previous generation has exited; upgrades allowed"),
+        0,
+        T,
+    );
+
+    let (ok, by_pid, failures) = load.finish();
+    // Every failure was on a connection the killed process owned: it had
+    // answered on it before, or (no answer yet) it had accepted it.
+    let foreign: Vec<&Failure> = failures
+        .iter()
+        .filter(|f| {
+            let owner = f.owner.or_else(|| accepted_by(&s.log, f.port));
+            owner != Some(pid0)
+        })
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "{} failure(s) on connections not owned by the killed process {pid0} \
+         (of {ok} ok, {} failed): {:?}",
+        foreign.len(),
+        failures.len(),
+        &foreign[..foreign.len().min(10)]
+    );
+    assert!(by_pid.get(&pid1).copied().unwrap_or(0) >= 300, "{by_pid:?}");
+    eprintln!(
+        "load: {ok} ok ({by_pid:?}), {} failed, all on connections of {pid0}",
+        failures.len()
+    );
+
+    // A further upgrade works.
+    let pid2 = restart(&mut s, pid1, 1);
+    assert_eq!(s.pid_gen(), (pid2, 2));
+}
+
+// ---------------------------------------------------------------------------
+// 2. The new process is SIGKILLed before it is ready
+// ---------------------------------------------------------------------------
+
+#[test]
+fn sigkill_child_before_ready_parent_reaps_and_serves_on() {
+    let dir = TempDir::new("kill-child");
+    let bin = dir.path().join("hello");
+    std::fs::copy(HELLO, &bin).unwrap();
+    let mut s = Server::start_bin(bin.to_str().unwrap(), &["--upgrade-timeout-ms", "20000"]);
+    let pid0 = s.first_pid();
+    let load = PidLoad::start(s.addr, 8);
+    load.progress(100);
+
+    // The "new release" records its pid and never gets ready.
+    let child_pid_file = dir.path().join("child.pid");
+    write_script(
+        &bin,
+        &format!("echo $$ > {}\nexec sleep 30", child_pid_file.display()),
+    );
+    let from = s.log.lines().len();
+    Server::signal(pid0, libc::SIGUSR2);
+    let child: u32 = wait_for("the child to start", T, || {
+        std::fs::read_to_string(&child_pid_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    });
+    assert!(
+        children_of(pid0).iter().any(|(p, _)| *p == child),
+        "{child} is not a child of {pid0}: {:?}",
+        children_of(pid0)
+    );
+    load.progress(50);
+    Server::signal(child, libc::SIGKILL);
+    s.log.wait_line(
+        &format!("[{pid0}] upgrade failed: the child ended before ready (killed by signal 9)"),
+        from,
+        T,
+    );
+    // Reaped before the failure was logged: no zombie left.
+    assert!(
+        children_of(pid0).is_empty(),
+        "children left: {:?}",
+        children_of(pid0)
+    );
+    load.progress(100);
+    assert_eq!(s.pid_gen(), (pid0, 0));
+    assert_eq!(s.file_pid(), Some(pid0));
+
+    // Put the real binary back: the next upgrade works.
+    restore_binary(&bin);
+    let pid1 = restart(&mut s, pid0, 0);
+    load.progress_on(pid1, 50);
+    let (ok, _, failures) = load.finish();
+    assert_no_failures(ok, &failures);
+    assert_eq!(s.pid_gen(), (pid1, 1));
+}
+
+// ---------------------------------------------------------------------------
+// 3. The new process is SIGSTOPped before it is ready
+// ---------------------------------------------------------------------------
+
+#[test]
+fn sigstopped_child_hits_upgrade_timeout_and_is_killed() {
+    let dir = TempDir::new("stop-child");
+    let bin = dir.path().join("hello");
+    std::fs::copy(HELLO, &bin).unwrap();
+    let mut s = Server::start_bin(bin.to_str().unwrap(), &["--upgrade-timeout-ms", "1500"]);
+    let pid0 = s.first_pid();
+    let load = PidLoad::start(s.addr, 8);
+    load.progress(100);
+
+    // A wrapper that execs the real binary, but is stopped first. (It stops
+    // itself, so the stop always lands before the real binary could say
+    // ready; the test sends SIGSTOP again once it finds it.)
+    write_script(&bin, &format!("kill -STOP $$\nexec {HELLO} \"$@\""));
+    let from = s.log.lines().len();
+    let t0 = Instant::now();
+    Server::signal(pid0, libc::SIGUSR2);
+    let child = wait_for("the stopped child", T, || {
+        children_of(pid0)
+            .into_iter()
+            .find(|(_, state)| *state == 'T')
+            .map(|(p, _)| p)
+    });
+    Server::signal(child, libc::SIGSTOP);
+    s.log.wait_line(
+        &format!("[{pid0}] upgrade failed: the child was not ready within 1.5s; killed it"),
+        from,
+        T,
+    );
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(5),
+        "upgrade gave up after {took:?}"
+    );
+    s.log.wait_line(
+        &format!("[{pid0}] reaped child {child}: killed by signal 9"),
+        from,
+        T,
+    );
+    assert!(
+        children_of(pid0).is_empty(),
+        "children left: {:?}",
+        children_of(pid0)
+    );
+    assert!(!Path::new(&format!("/proc/{child}")).exists());
+    load.progress(100);
+    assert_eq!(s.pid_gen(), (pid0, 0));
+    assert_eq!(s.file_pid(), Some(pid0));
+
+    restore_binary(&bin);
+    let pid1 = restart(&mut s, pid0, 0);
+    load.progress_on(pid1, 50);
+    let (ok, _, failures) = load.finish();
+    assert_no_failures(ok, &failures);
+}
+
+// ---------------------------------------------------------------------------
+// 4. File descriptors run out during an upgrade
+// ---------------------------------------------------------------------------
+
+const NOFILE: usize = 64;
+
+/// Starts the demo with `RLIMIT_NOFILE` at `NOFILE` (soft and hard).
+fn start_with_nofile() -> Server {
+    let dir = TempDir::new("nofile-up");
+    let pid_file = dir.path().join("server.pid");
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--nofile={NOFILE}:{NOFILE}"))
+        .arg(HELLO)
+        .args(["--listen", "127.0.0.1:0", "--no-raise-nofile", "--pid-file"])
+        .arg(&pid_file)
+        .args(["--drain-grace-ms", "200"]);
+    Server::from_command(cmd, dir, pid_file)
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn descriptors_run_out_during_an_upgrade() {
+    let mut s = start_with_nofile();
+    let mut pid = s.first_pid();
+    let mut gen = 0;
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.contains(&format!(" {NOFILE} "))),
+        "{limits}"
+    );
+    let mut outcomes = Vec::new();
+    // Leave 0, 1, 2, ... descriptors free in the serving process, then ask
+    // for an upgrade. Each step either fails cleanly or succeeds.
+    for free in [0usize, 1, 2, 3, 4, 6, 10] {
+        let base = open_fds(pid);
+        let mut held: Vec<Client> = Vec::new();
+        while open_fds(pid) < NOFILE - free {
+            let mut c = Client::new(s.addr).unwrap();
+            let r = c
+                .get("/")
+                .unwrap_or_else(|e| panic!("free {free}: held client {}: {e}", held.len()));
+            assert_eq!(r.status, 200);
+            held.push(c);
+            assert!(held.len() <= NOFILE, "fd count of {pid} does not grow");
+        }
+        let from = s.log.lines().len();
+        Server::signal(pid, libc::SIGUSR2);
+        let failed = format!("[{pid}] upgrade failed: ");
+        let ready = format!("[{pid}] child ");
+        let line = wait_for("the upgrade's outcome", T, || {
+            s.log
+                .lines()
+                .into_iter()
+                .skip(from)
+                .find(|l| l.contains(&failed) || (l.contains(&ready) && l.contains("is ready")))
+        });
+        // Let the held connections go (both cases), then check service.
+        drop(held);
+        if line.contains(&failed) {
+            outcomes.push(format!(
+                "free {free}: {}",
+                line.split(&failed).nth(1).unwrap()
+            ));
+            let r = wait_for("service after the failed upgrade", T, || {
+                get(s.addr, "/pid").ok()
+            });
+            assert_eq!(parse_pid_gen(&r.body_str()), (pid, gen), "free {free}");
+            // Nothing leaked: the failed attempt's sockets and pipes are
+            // closed, and the held connections are gone.
+            wait_for("the fd count back to where it was", T, || {
+                (open_fds(pid) <= base).then_some(())
+            });
+        } else {
+            outcomes.push(format!("free {free}: upgraded"));
+            let old = pid;
+            let (p, g) = wait_for("the new generation", T, || {
+                let (p, g) = parse_pid_gen(&get(s.addr, "/pid").ok()?.body_str());
+                (p != old).then_some((p, g))
+            });
+            assert_eq!(g, gen + 1);
+            assert_eq!(wait_exit(&mut s, old), Some(grace::sys::Exit::Code(0)));
+            s.log.wait_line(
+                &format!("[{p}] the previous generation has exited; upgrades allowed"),
+                from,
+                T,
+            );
+            pid = p;
+            gen = g;
+        }
+        assert!(
+            children_of(pid).is_empty(),
+            "free {free}: {:?}",
+            children_of(pid)
+        );
+        assert_eq!(get(s.addr, "/").unwrap().status, 200, "free {free}");
+    }
+    eprintln!("outcomes: {outcomes:?}");
+    // With everything released, an upgrade works.
+    let old = pid;
+    let new = restart(&mut s, old, gen);
+    assert_ne!(new, old);
+    let log = s.log.text();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+// ---------------------------------------------------------------------------
+// 5. The child cannot write the pid file
+// ---------------------------------------------------------------------------
+
+#[test]
+fn child_that_cannot_write_the_pid_file_fails_before_ready() {
+    let dir = TempDir::new("pid-dir");
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let pid_file = run.join("server.pid");
+    let mut cmd = Command::new(HELLO);
+    cmd.args(["--listen", "127.0.0.1:0", "--pid-file"])
+        .arg(&pid_file);
+    let mut s = Server::from_command(cmd, TempDir::new("pid-dir-srv"), pid_file.clone());
+    let pid0 = s.first_pid();
+    let load = PidLoad::start(s.addr, 8);
+    load.progress(100);
+
+    // The pid file's directory becomes a regular file: creating the temp
+    // file next to the pid file fails with ENOTDIR (permission bits would
+    // not stop root).
+    let away = dir.path().join("run.away");
+    std::fs::rename(&run, &away).unwrap();
+    std::fs::write(&run, "not a directory\n").unwrap();
+
+    let from = s.log.lines().len();
+    Server::signal(pid0, libc::SIGUSR2);
+    s.log.wait_line(
+        &format!("[{pid0}] upgrade failed: the child ended before ready (exit status 1)"),
+        from,
+        T,
+    );
+    let text = s.log.lines()[from..].join("\n");
+    assert!(
+        text.contains("Not a directory"),
+        "the child's reason is not logged:\n{text}"
+    );
+    assert!(
+        children_of(pid0).is_empty(),
+        "children left: {:?}",
+        children_of(pid0)
+    );
+    load.progress(100);
+    assert_eq!(s.pid_gen(), (pid0, 0));
+
+    // The directory comes back: the next upgrade works.
+    std::fs::remove_file(&run).unwrap();
+    std::fs::rename(&away, &run).unwrap();
+    let pid1 = restart(&mut s, pid0, 0);
+    load.progress_on(pid1, 50);
+    let (ok, _, failures) = load.finish();
+    assert_no_failures(ok, &failures);
+    assert_eq!(s.file_pid(), Some(pid1));
+}

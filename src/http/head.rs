@@ -249,7 +249,9 @@ fn parse_with<'b>(
 fn parse_target(method: &Method, target: &str) -> Result<Uri, HttpError> {
     let connect = *method == Method::CONNECT;
     if target == "/" && !connect {
-        return Ok(Uri::from_static("/"));
+        // Parsed once; cloning a static `Uri` does not allocate.
+        static ROOT: std::sync::OnceLock<Uri> = std::sync::OnceLock::new();
+        return Ok(ROOT.get_or_init(|| Uri::from_static("/")).clone());
     }
     if target == "*" {
         return if *method == Method::OPTIONS {
@@ -595,5 +597,17 @@ mod tests {
         assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n"), 400);
         assert_eq!(status("G\0T / HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status("GET / HTTP/1.1\r\nHost: a\0\r\n\r\n"), 400);
+    }
+
+    /// Found by the differential check against h11: `http::Uri` drops a
+    /// fragment silently, so the handler saw another target than was sent.
+    #[test]
+    fn fragment_and_userinfo_in_target_are_rejected() {
+        assert_eq!(status("GET /a#f HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status("GET /a?b#c HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status("GET http://x/a#f HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status("GET http://u@x/ HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status("CONNECT u@x:443 HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status("GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n"), 200);
     }
 }

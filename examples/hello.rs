@@ -329,7 +329,7 @@ fn main() {
     // "hello\n", made once (the `/` route serves it without allocating).
     let greeting: &'static str = Box::leak(format!("{}\n", args.greeting).into_boxed_str());
     let outcome = server.serve_http(
-        move |req: Request<RequestBody>| handle(&greeting, req),
+        move |req: Request<RequestBody>| handle(greeting, req),
         args.http,
     );
     match outcome {

@@ -262,15 +262,17 @@ impl log::Log for StderrLogger {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default();
-            let _ = writeln!(
-                io::stderr().lock(),
-                "{}.{:03} {:5} {}: {}",
+            // One write(2) per line: generations share stderr during a
+            // handover, and a line written in pieces would interleave.
+            let line = format!(
+                "{}.{:03} {:5} {}: {}\n",
                 now.as_secs(),
                 now.subsec_millis(),
                 r.level(),
                 r.target(),
                 r.args()
             );
+            let _ = io::stderr().lock().write_all(line.as_bytes());
         }
     }
 

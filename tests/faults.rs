@@ -658,9 +658,9 @@ fn child_that_cannot_write_the_pid_file_fails_before_ready() {
 }
 
 #[test]
-#[ignore = "BUG: on end-of-file on the readiness socket the parent SIGKILLs the child at once \
-            (upgrade::parent::kill_and_reap), racing the child's own error log and exit(1): \
-            the failure is often logged as 'killed by signal 9' and the child's reason is lost"]
+/// Was a bug: the parent SIGKILLed the child at once on end-of-file of the
+/// readiness socket, losing the child's own exit status and log line. Fixed
+/// in `upgrade::parent` (`reap_within`, `EXIT_GRACE`).
 fn child_failing_before_ready_can_log_why_and_exit() {
     let dir = TempDir::new("pid-dir-race");
     let s = start_with_pid_dir(&dir);
@@ -738,9 +738,8 @@ fn well_formed(line: &str) -> bool {
 }
 
 #[test]
-#[ignore = "BUG: the demo's logger (examples/hello.rs StderrLogger::log) writes each line with \
-            writeln! on unbuffered stderr, one write(2) per formatted piece; generations share \
-            stderr, so during a handover their lines interleave mid-line"]
+/// Was a bug: the demo's logger wrote each line in pieces, so lines of two
+/// generations sharing stderr interleaved. Fixed: one write per line.
 fn log_lines_of_two_generations_never_interleave() {
     let mut s = Server::start(&[]);
     // Short connections: each is logged ("accepted ...") by whichever

@@ -62,6 +62,28 @@ fn wait_readable(fd: RawFd, abort_fd: RawFd, deadline: Instant) -> io::Result<Wa
     }
 }
 
+/// How long a child whose readiness socket closed may take to exit by
+/// itself before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Reaps `pid` if it exits before `deadline`.
+fn reap_within(pid: u32, deadline: Instant) -> Option<Exit> {
+    loop {
+        match sys::waitpid(pid, false) {
+            Ok(Some(status)) => {
+                log::info!("[{}] reaped child {pid}: {status}", sys::getpid());
+                return Some(status);
+            }
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Kills (if still running) and reaps a child that will not take over.
 fn kill_and_reap(pid: u32) -> Option<Exit> {
     let me = sys::getpid();
@@ -181,7 +203,10 @@ pub(crate) fn upgrade(req: &Request<'_>) -> Result<(UpgradeStats, OwnedFd), Upgr
                     Ok(1) => break,
                     Ok(_) => {
                         // EOF: the child exited (or closed the socket) first.
-                        let status = kill_and_reap(pid);
+                        // Let it finish exiting (and logging why) by itself
+                        // for a moment before killing it.
+                        let status = reap_within(pid, Instant::now() + EXIT_GRACE)
+                            .or_else(|| kill_and_reap(pid));
                         return Err(UpgradeError::ChildExited(
                             status.unwrap_or(Exit::Signal(libc::SIGKILL)),
                         ));

@@ -482,7 +482,7 @@ pub(crate) fn read_body(
     match read_inner(t, rbuf, st, cfg, out) {
         Ok(n) => Ok(n),
         Err(e) => {
-            log::debug!("request body: {e}");
+            log::debug!("[{}] request body: {e}", std::process::id());
             st.error = Some(e);
             Err(e.to_io())
         }

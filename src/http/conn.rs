@@ -112,14 +112,20 @@ impl Conn<'_> {
                             Ok(Idle::Data) => {}
                             Ok(Idle::Eof) | Err(_) => return false,
                             Ok(Idle::TimedOut | Idle::Drain) => {
-                                log::debug!("closing idle connection: draining");
+                                log::debug!(
+                                    "[{}] closing idle connection: draining",
+                                    std::process::id()
+                                );
                                 return true;
                             }
                         }
                     }
                     Ok(Idle::Eof) | Err(_) => return false,
                     Ok(Idle::TimedOut) => {
-                        log::debug!("closing idle connection: timed out");
+                        log::debug!(
+                            "[{}] closing idle connection: timed out",
+                            std::process::id()
+                        );
                         return true;
                     }
                 }
@@ -138,7 +144,12 @@ impl Conn<'_> {
                 Ok(head) => head,
                 Err(HeadFail::Gone) => return false,
                 Err(HeadFail::Reject(e)) => {
-                    log::debug!("rejecting request: {} ({})", e.status, e.reason);
+                    log::debug!(
+                        "[{}] rejecting request: {} ({})",
+                        std::process::id(),
+                        e.status,
+                        e.reason
+                    );
                     let _ = self.send_error(e.status, false);
                     return true;
                 }
@@ -174,7 +185,10 @@ impl Conn<'_> {
             match self.rbuf.fill(&mut *self.t, deadline) {
                 Ok(0) => {
                     if !self.rbuf.is_empty() {
-                        log::debug!("peer closed the connection inside a request head");
+                        log::debug!(
+                            "[{}] peer closed the connection inside a request head",
+                            std::process::id()
+                        );
                     }
                     return Err(HeadFail::Gone);
                 }
@@ -191,7 +205,7 @@ impl Conn<'_> {
                     )));
                 }
                 Err(e) => {
-                    log::debug!("reading request head: {e}");
+                    log::debug!("[{}] reading request head: {e}", std::process::id());
                     return Err(HeadFail::Gone);
                 }
             }
@@ -229,7 +243,10 @@ impl Conn<'_> {
         let resp = match result {
             Ok(resp) => resp,
             Err(_) => {
-                log::warn!("request handler panicked: answering 500");
+                log::warn!(
+                    "[{}] request handler panicked: answering 500",
+                    std::process::id()
+                );
                 let _ = self.send_error(StatusCode::INTERNAL_SERVER_ERROR, is_head);
                 return Next::Close { linger: true };
             }
@@ -238,7 +255,10 @@ impl Conn<'_> {
             drop(resp);
             return match err.status() {
                 Some(status) => {
-                    log::debug!("request body failed: {err}: answering {status}");
+                    log::debug!(
+                        "[{}] request body failed: {err}: answering {status}",
+                        std::process::id()
+                    );
                     let _ = self.send_error(status, is_head);
                     Next::Close { linger: true }
                 }
@@ -261,7 +281,7 @@ impl Conn<'_> {
         let written = match self.write_response(resp, is_head, http10, close) {
             Ok(w) => w,
             Err(e) => {
-                log::debug!("writing response: {e}");
+                log::debug!("[{}] writing response: {e}", std::process::id());
                 return Next::Close { linger: false };
             }
         };
@@ -280,7 +300,10 @@ impl Conn<'_> {
     fn discard_body(&mut self, st: &mut BodyState) -> bool {
         let limit = self.cfg.discard_body_limit;
         if st.length_left().is_some_and(|left| left > limit) {
-            log::debug!("unread request body over the discard limit: closing");
+            log::debug!(
+                "[{}] unread request body over the discard limit: closing",
+                std::process::id()
+            );
             return false;
         }
         let mut scratch = [0u8; 8 * 1024];
@@ -291,12 +314,15 @@ impl Conn<'_> {
                 Ok(n) => {
                     total += n as u64;
                     if total > limit {
-                        log::debug!("unread request body over the discard limit: closing");
+                        log::debug!(
+                            "[{}] unread request body over the discard limit: closing",
+                            std::process::id()
+                        );
                         return false;
                     }
                 }
                 Err(e) => {
-                    log::debug!("discarding request body: {e}");
+                    log::debug!("[{}] discarding request body: {e}", std::process::id());
                     return false;
                 }
             }
@@ -357,7 +383,10 @@ impl Conn<'_> {
         )
         .is_err()
         {
-            log::warn!("response header value contains CR, LF or NUL: answering 500 instead");
+            log::warn!(
+                "[{}] response header value contains CR, LF or NUL: answering 500 instead",
+                std::process::id()
+            );
             self.send_error(StatusCode::INTERNAL_SERVER_ERROR, is_head)?;
             return Ok(Written {
                 close: true,
@@ -433,11 +462,17 @@ impl Conn<'_> {
             }));
             match read {
                 Err(_) => {
-                    log::warn!("response body reader panicked: closing the connection");
+                    log::warn!(
+                        "[{}] response body reader panicked: closing the connection",
+                        std::process::id()
+                    );
                     break Ok(false);
                 }
                 Ok(Err(e)) => {
-                    log::warn!("response body reader failed: {e}: closing the connection");
+                    log::warn!(
+                        "[{}] response body reader failed: {e}: closing the connection",
+                        std::process::id()
+                    );
                     break Ok(false);
                 }
                 Ok(Ok(0)) => {
@@ -491,7 +526,7 @@ impl Conn<'_> {
         let r = self.write(&[&wbuf]);
         self.wbuf = wbuf;
         if let Err(e) = &r {
-            log::debug!("writing {status} response: {e}");
+            log::debug!("[{}] writing {status} response: {e}", std::process::id());
         }
         r
     }

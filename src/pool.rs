@@ -17,8 +17,8 @@
 //! can remove itself from the stack under the lock; if it is no longer there,
 //! the accept thread has popped it and a connection is on its way.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,11 @@ struct Idle {
 struct Shared {
     /// Idle threads, most recent last.
     idle: Mutex<Vec<Idle>>,
+    /// Signalled when a thread goes idle, for a dispatch waiting at the
+    /// thread cap.
+    went_idle: Condvar,
+    /// Live connection threads.
+    threads: AtomicUsize,
     next_id: AtomicU64,
     /// Set when the pool is dropped: idle threads retire.
     closed: AtomicBool,
@@ -57,21 +62,55 @@ pub(crate) struct Pool {
     work: Work,
     stack_size: usize,
     idle_timeout: Duration,
+    /// With `max_connections`, never more threads than that: a thread that
+    /// just freed a connection slot may not be back on the idle stack yet
+    /// when the accept thread dispatches the next connection.
+    max_threads: Option<usize>,
 }
 
+/// How long a dispatch at the thread cap waits for a thread to go idle
+/// before spawning one anyway.
+const CAP_WAIT: Duration = Duration::from_secs(1);
+
 impl Pool {
-    pub(crate) fn new(work: Work, stack_size: usize, idle_timeout: Duration) -> Pool {
+    pub(crate) fn new(
+        work: Work,
+        stack_size: usize,
+        idle_timeout: Duration,
+        max_threads: Option<usize>,
+    ) -> Pool {
         Pool {
             shared: Arc::new(Shared::default()),
             work,
             stack_size,
             idle_timeout,
+            max_threads,
         }
     }
 
     /// Hands `conn` to an idle thread, or to a new one.
     pub(crate) fn dispatch(&self, conn: Conn) {
-        let idle = self.shared.lock().pop();
+        let mut stack = self.shared.lock();
+        let mut idle = stack.pop();
+        if idle.is_none() {
+            if let Some(max) = self.max_threads {
+                let deadline = Instant::now() + CAP_WAIT;
+                while idle.is_none() && self.shared.threads.load(Ordering::Acquire) >= max {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    stack = self
+                        .shared
+                        .went_idle
+                        .wait_timeout(stack, deadline - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    idle = stack.pop();
+                }
+            }
+        }
+        drop(stack);
         if let Some(w) = idle {
             // The slot is empty: a thread is pushed only with an empty
             // channel, and popped (here) only once per wait.
@@ -86,11 +125,14 @@ impl Pool {
         let shared = self.shared.clone();
         let work = self.work.clone();
         let idle_timeout = self.idle_timeout;
+        let capped = self.max_threads.is_some();
+        self.shared.threads.fetch_add(1, Ordering::AcqRel);
         let spawned = std::thread::Builder::new()
             .name("grace-conn".into())
             .stack_size(self.stack_size)
-            .spawn(move || worker(conn, shared, work, idle_timeout));
+            .spawn(move || worker(conn, shared, work, idle_timeout, capped));
         if let Err(e) = spawned {
+            self.shared.threads.fetch_sub(1, Ordering::AcqRel);
             // The connection was moved into the failed closure and is closed
             // with it; the client sees the connection close.
             log::error!(
@@ -125,7 +167,13 @@ fn run(work: &Work, conn: Conn) {
     }
 }
 
-fn worker(first: Conn, shared: Arc<Shared>, work: Work, idle_timeout: Duration) {
+fn worker(
+    first: Conn,
+    shared: Arc<Shared>,
+    work: Work,
+    idle_timeout: Duration,
+    max_threads_set: bool,
+) {
     run(&work, first);
     let (tx, rx): (Sender<Conn>, Receiver<Conn>) = crossbeam_channel::bounded(1);
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -135,6 +183,9 @@ fn worker(first: Conn, shared: Arc<Shared>, work: Work, idle_timeout: Duration) 
             tx: tx.clone(),
             thread: std::thread::current(),
         });
+        if max_threads_set {
+            shared.went_idle.notify_one();
+        }
         let deadline = Instant::now() + idle_timeout;
         let conn = loop {
             if let Ok(c) = rx.try_recv() {
@@ -162,6 +213,7 @@ fn worker(first: Conn, shared: Arc<Shared>, work: Work, idle_timeout: Duration) 
             None => break,
         }
     }
+    shared.threads.fetch_sub(1, Ordering::AcqRel);
 }
 
 #[cfg(test)]
@@ -188,7 +240,7 @@ mod tests {
                 .send(std::thread::current().id())
                 .unwrap();
         });
-        let pool = Pool::new(work, 64 * 1024, Duration::from_millis(100));
+        let pool = Pool::new(work, 64 * 1024, Duration::from_millis(100), None);
         let t = Duration::from_secs(10);
         pool.dispatch(conn(&tracker));
         let first = rx.recv_timeout(t).unwrap();

@@ -303,9 +303,22 @@ impl Server {
                 Err(e) => log::warn!("[{pid}] cannot raise RLIMIT_NOFILE: {e}"),
             }
         }
-        // The pid file first: a child must have written it before it is ready.
+        // Signal handlers before anything makes this process visible (pid
+        // file, accepting): until then SIGUSR2's default action would kill it.
+        let signals = if self.cfg.handle_signals {
+            Some(install_signals(self.tx.clone())?)
+        } else {
+            None
+        };
+        // The pid file before accepting: a child must have written it
+        // before it is ready.
         if let Some(path) = &self.cfg.pid_file {
-            pidfile::write(path)?;
+            if let Err(e) = pidfile::write(path) {
+                if let Some(s) = signals {
+                    s.close();
+                }
+                return Err(e);
+            }
         }
         let stop_fd = Arc::new(sys::eventfd()?);
         let waker = Waker::new()?;
@@ -313,6 +326,7 @@ impl Server {
             work,
             self.cfg.thread_stack_size,
             self.cfg.thread_idle_timeout,
+            self.cfg.max_connections,
         ));
         let fds: Vec<RawFd> = self.listeners.iter().map(|l| l.as_raw_fd()).collect();
         let accept_thread = {
@@ -322,11 +336,6 @@ impl Server {
             std::thread::Builder::new()
                 .name("grace-accept".into())
                 .spawn(move || accept_loop(&fds, &waker, &tracker, &pool, max))?
-        };
-        let signals = if self.cfg.handle_signals {
-            Some(install_signals(self.tx.clone())?)
-        } else {
-            None
         };
         let stop = |signals: Option<signal_hook::iterator::Handle>| {
             if let Some(s) = signals {

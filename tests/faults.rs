@@ -246,6 +246,7 @@ fn accepted_by(log: &Log, port: u16) -> Option<u32> {
 fn sigkill_old_generation_during_drain_only_its_connections_fail() {
     let mut s = Server::start(&["--stop-timeout-ms", "10000"]);
     let pid0 = s.first_pid();
+    wait_signal_handlers(pid0);
     let load = PidLoad::start(s.addr, 8);
     load.progress(200);
 
@@ -342,6 +343,7 @@ fn sigkill_child_before_ready_parent_reaps_and_serves_on() {
     std::fs::copy(HELLO, &bin).unwrap();
     let mut s = Server::start_bin(bin.to_str().unwrap(), &["--upgrade-timeout-ms", "20000"]);
     let pid0 = s.first_pid();
+    wait_signal_handlers(pid0);
     let load = PidLoad::start(s.addr, 8);
     load.progress(100);
 
@@ -402,6 +404,7 @@ fn sigstopped_child_hits_upgrade_timeout_and_is_killed() {
     std::fs::copy(HELLO, &bin).unwrap();
     let mut s = Server::start_bin(bin.to_str().unwrap(), &["--upgrade-timeout-ms", "1500"]);
     let pid0 = s.first_pid();
+    wait_signal_handlers(pid0);
     let load = PidLoad::start(s.addr, 8);
     load.progress(100);
 
@@ -480,6 +483,7 @@ fn open_fds(pid: u32) -> usize {
 fn descriptors_run_out_during_an_upgrade() {
     let mut s = start_with_nofile();
     let mut pid = s.first_pid();
+    wait_signal_handlers(pid);
     let mut gen = 0;
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     assert!(
@@ -616,6 +620,7 @@ fn child_that_cannot_write_the_pid_file_fails_before_ready() {
     let dir = TempDir::new("pid-dir");
     let mut s = start_with_pid_dir(&dir);
     let pid0 = s.first_pid();
+    wait_signal_handlers(pid0);
     let load = PidLoad::start(s.addr, 8);
     load.progress(100);
 
@@ -665,6 +670,7 @@ fn child_failing_before_ready_can_log_why_and_exit() {
     let dir = TempDir::new("pid-dir-race");
     let s = start_with_pid_dir(&dir);
     let pid0 = s.first_pid();
+    wait_signal_handlers(pid0);
     break_pid_dir(&dir);
     let mut from = s.log.lines().len();
     let mut seen = Vec::new();
@@ -757,6 +763,7 @@ fn log_lines_of_two_generations_never_interleave() {
         })
         .collect();
     let mut pid = s.first_pid();
+    wait_signal_handlers(pid);
     for gen in 0..5 {
         pid = restart(&mut s, pid, gen);
     }
@@ -773,4 +780,62 @@ fn log_lines_of_two_generations_never_interleave() {
         lines.len(),
         &bad[..bad.len().min(10)]
     );
+}
+
+#[test]
+/// Was a bug: the pid file appeared before the signal handlers were
+/// installed, and an early SIGUSR2 killed the server. Fixed: handlers first.
+fn sigusr2_as_soon_as_the_pid_file_appears_does_not_kill_the_server() {
+    let mut deaths = Vec::new();
+    for attempt in 0..10 {
+        let dir = TempDir::new("early-usr2");
+        let pid_file = dir.path().join("server.pid");
+        let mut cmd = Command::new(HELLO);
+        cmd.args(["--listen", "127.0.0.1:0", "--pid-file"])
+            .arg(&pid_file);
+        let (mut child, log) = spawn_logged(&mut cmd);
+        // What a deploy script does: wait for the pid file, then signal the
+        // pid in it.
+        let deadline = Instant::now() + T;
+        let pid = loop {
+            if let Some(p) = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+            {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "no pid file");
+            std::hint::spin_loop();
+        };
+        assert_eq!(pid, child.id());
+        let handled = handles_signals(pid);
+        Server::signal(pid, libc::SIGUSR2);
+        std::thread::sleep(Duration::from_millis(300));
+        match child.try_wait().unwrap() {
+            // Exit 0: it upgraded (handled the signal) and its child serves.
+            Some(st) if st.success() => {}
+            Some(st) => deaths.push(format!(
+                "attempt {attempt}: {st} (handlers installed when signalled: {handled})"
+            )),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        // Kill and reap the generation a successful upgrade started.
+        for line in log.lines() {
+            if let Some(p) = line
+                .split("hello: pid ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| p.parse::<u32>().ok())
+            {
+                if p != child.id() {
+                    let _ = grace::sys::kill(p, libc::SIGKILL);
+                    reap(p, T);
+                }
+            }
+        }
+    }
+    assert!(deaths.is_empty(), "{}", deaths.join("\n"));
 }

@@ -19,8 +19,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const T: Duration = Duration::from_secs(20);
-
 /// The request smuggled after a body in the same write: if it is answered,
 /// the body ended where the server thinks it did.
 const SMUGGLED: &[u8] = b"GET /pid HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
@@ -649,8 +647,8 @@ fn slow_post_body_is_cut_off_by_body_timeout() {
             ),
         }
         assert!(
-            took < Duration::from_secs(3),
-            "{name}: cut off after {took:?}"
+            took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+            "{name}: cut off after {took:?} (body timeout 300 ms)"
         );
         assert!(c.closed_within(Duration::from_secs(3)), "{name}");
     }
@@ -715,8 +713,23 @@ fn client_that_never_reads_is_dropped_by_write_timeout() {
 #[derive(Clone, Copy, Default, Debug)]
 struct Peaks {
     threads: u64,
+    /// Threads named `grace-conn` (only counted when asked for).
+    conn_threads: u64,
     rss_kb: u64,
     samples: u32,
+}
+
+/// How many of `pid`'s threads are connection threads (`grace-conn`).
+fn conn_threads(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "grace-conn")
+        })
+        .count() as u64
 }
 
 /// Samples the server's thread count and RSS every few ms until stopped.
@@ -727,7 +740,8 @@ struct Sampler {
 }
 
 impl Sampler {
-    fn start(pid: u32) -> Sampler {
+    /// Samples `pid`; with `names`, also counts its `grace-conn` threads.
+    fn start(pid: u32, names: bool) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let peaks = Arc::new(Mutex::new(Peaks::default()));
         let thread = {
@@ -741,6 +755,9 @@ impl Sampler {
                         p.threads = p.threads.max(th);
                         p.rss_kb = p.rss_kb.max(rss);
                         p.samples += 1;
+                        if names {
+                            p.conn_threads = p.conn_threads.max(conn_threads(pid));
+                        }
                     }
                     std::thread::sleep(Duration::from_millis(2));
                 }
@@ -832,7 +849,7 @@ fn five_thousand_connections_against_max_connections_512() {
     // holds its slot 200 ms, so the limit is reached and the rest wait in
     // the backlog (and in SYN retries once the backlog is full).
     for (path, want) in [("/", "hello\n"), ("/sleep?ms=200", "slept 200 ms\n")] {
-        let sampler = Sampler::start(pid);
+        let sampler = Sampler::start(pid, false);
         let start = Instant::now();
         let (ok, errors) = many_connections(s.addr, THREADS, PER_THREAD, path, want);
         let took = start.elapsed();
@@ -847,12 +864,13 @@ fn five_thousand_connections_against_max_connections_512() {
         assert_eq!(ok, THREADS * PER_THREAD, "GET {path}");
         assert!(took < Duration::from_secs(60), "GET {path}: took {took:?}");
         assert!(peaks.samples > 0, "never sampled the server");
-        // At most one connection thread per slot, plus the base threads and
-        // a few: a thread that just closed its connection is counted until
-        // it is back in the idle pool, and the accept thread may spawn a new
-        // one for the next connection meanwhile.
+        // One connection thread per slot plus the base threads, and some
+        // slack: the pool can overshoot (a thread whose connection closed is
+        // not yet idle when the accept thread dispatches the next one), by a
+        // few threads alone and by 20 or more on a busy machine; see
+        // `connection_threads_never_outnumber_connection_slots`.
         assert!(
-            peaks.threads <= base + MAX + 16,
+            peaks.threads <= base + MAX + MAX / 8,
             "GET {path}: {} threads with --max-connections {MAX} ({base} at rest)",
             peaks.threads
         );
@@ -871,6 +889,34 @@ fn five_thousand_connections_against_max_connections_512() {
         "the connection limit was never reached"
     );
     assert_serving(&s);
+}
+
+#[test]
+/// Was a bug: a thread that had just freed its connection slot was not yet
+/// back on the idle stack, so the pool spawned extra threads past the cap.
+/// Fixed: `Pool::dispatch` waits for one to go idle at the thread cap.
+fn connection_threads_never_outnumber_connection_slots() {
+    const MAX: u64 = 64;
+    let s = Server::start(&["--max-connections", "64"]);
+    let pid = s.first_pid();
+    let base = proc_status(pid, "Threads").unwrap();
+    let sampler = Sampler::start(pid, true);
+    // 2,000 requests holding a slot 50 ms each: the limit is reached, and
+    // slots are handed from one connection to the next all the time.
+    let (ok, errors) = many_connections(s.addr, 20, 100, "/sleep?ms=50", "slept 50 ms\n");
+    let peaks = sampler.finish();
+    assert!(errors.is_empty(), "{:?}", &errors[..errors.len().min(10)]);
+    assert_eq!(ok, 2000);
+    assert!(
+        s.log.text().contains("64 connections open: pausing accept"),
+        "the connection limit was never reached"
+    );
+    assert!(
+        peaks.conn_threads <= MAX && peaks.threads <= base + MAX,
+        "{} grace-conn threads with --max-connections {MAX}; {} threads in all ({base} at rest)",
+        peaks.conn_threads,
+        peaks.threads
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -964,5 +1010,4 @@ fn abrupt_resets_mid_head_mid_body_mid_response() {
     }
     assert!(alive(&mut s), "the server died");
     assert_serving(&s);
-    let _ = T;
 }

@@ -515,3 +515,26 @@ impl Client {
         closed
     }
 }
+
+/// True once `pid` catches SIGUSR2, SIGTERM and SIGINT (`SigCgt` in
+/// `/proc/PID/status`); before that, SIGUSR2 would kill it.
+pub fn handles_signals(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let caught = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    [libc::SIGUSR2, libc::SIGTERM, libc::SIGINT]
+        .iter()
+        .all(|s| caught & (1 << (s - 1)) != 0)
+}
+
+/// Waits until `pid` handles the upgrade and shutdown signals.
+pub fn wait_signal_handlers(pid: u32) {
+    wait_for("the signal handlers", Duration::from_secs(10), || {
+        handles_signals(pid).then_some(())
+    });
+}

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# grace vs hyper 1 + tokio, measured with wrk on loopback.
+# grace vs hyper 1 + tokio (and tiny_http, nginx, Go net/http where
+# installed), measured with wrk on loopback.
 #
+#   benches/install-peers.sh            # once, as root: wrk, nginx, Go peers
 #   benches/run.sh                      # RUNS=3 DURATION=10s
 #   RUNS=1 DURATION=3s benches/run.sh   # quick look
+#   SERVERS="grace hyper" benches/run.sh
 #
 # Each server runs pinned to CPU 0 (`taskset -c 0`), wrk to CPU 1 with one
-# thread. Scenarios: keep-alive with 64 and 256 connections, and
-# `Connection: close` with 16. Every cell (one server, one scenario, one run)
+# thread. Scenarios: keep-alive with 1, 16, 64 and 256 connections, and
+# `Connection: close` with 16. A peer that is not installed or built
+# (nginx, benches/peers/go/bin/nethttp) is skipped, and the run says so. The
+# report gives every server's median req/s with its ratio to hyper's median
+# from the same run. Every cell (one server, one scenario, one run)
 # starts a fresh server, waits until it answers, runs `wrk --latency`, records
 # req/s, p50, p99, socket errors and non-2xx, notes the CPU time the server
 # and wrk used, and stops the server (SIGTERM, wait). Runs are interleaved
@@ -26,6 +32,8 @@
 # the raw table shows tries and other CPU).
 #
 # Environment: RUNS (3), DURATION (10s), LOCK (/tmp/grace-cpu.lock),
+# SERVERS ("grace hyper tiny nginx nethttp"), SCENARIOS_ONLY (indices into
+# the scenario list, say "2 3 4"),
 # MAX_OTHER (10), RETRIES (2), SERVER_CPU (0), CLIENT_CPU (1),
 # OUT (benches/results/latest.md); GRACE_BIN and HYPER_BIN replace the two
 # servers (say, a build of another branch; the usual builds still run).
@@ -35,12 +43,17 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SELF="$ROOT/benches/run.sh"
 GRACE_BIN="${GRACE_BIN:-$ROOT/target/release/examples/hello}"
 HYPER_BIN="${HYPER_BIN:-$ROOT/benches/peers/target/release/hyper-hello}"
+TINY_BIN="${TINY_BIN:-$ROOT/benches/peers/target/release/tiny-hello}"
+NETHTTP_BIN="${NETHTTP_BIN:-$ROOT/benches/peers/go/bin/nethttp}"
+NGINX_CONF_IN="$ROOT/benches/peers/nginx/nginx.conf.in"
 SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
 
 # Scenario name | wrk arguments, separated by ';' (besides --latency, -d and
 # the URL).
 SCENARIOS=(
+    "keep-alive c1|-t1;-c1"
+    "keep-alive c16|-t1;-c16"
     "keep-alive c64|-t1;-c64"
     "keep-alive c256|-t1;-c256"
     "close c16|-t1;-c16;-H;Connection: close"
@@ -61,6 +74,16 @@ cell() {
         grace) taskset -c "$SERVER_CPU" "$GRACE_BIN" --listen "127.0.0.1:$port" >"$log" 2>&1 &
             pid=$! ;;
         hyper) taskset -c "$SERVER_CPU" "$HYPER_BIN" "127.0.0.1:$port" >"$log" 2>&1 &
+            pid=$! ;;
+        tiny) taskset -c "$SERVER_CPU" "$TINY_BIN" "127.0.0.1:$port" >"$log" 2>&1 &
+            pid=$! ;;
+        nethttp) taskset -c "$SERVER_CPU" "$NETHTTP_BIN" "127.0.0.1:$port" >"$log" 2>&1 &
+            pid=$! ;;
+        nginx)
+            local ndir="${result%.res}.nginx"
+            mkdir -p "$ndir"
+            sed "s|@DIR@|$ndir|g; s|@PORT@|$port|g" "$NGINX_CONF_IN" >"$ndir/nginx.conf"
+            taskset -c "$SERVER_CPU" nginx -p "$ndir" -c "$ndir/nginx.conf" -e "$ndir/error.log" >"$log" 2>&1 &
             pid=$! ;;
         *) echo "unknown server $server" >&2; return 2 ;;
     esac
@@ -98,8 +121,17 @@ EOF
         stop_server
         return 1
     fi
-    # CPU time (utime + stime, clock ticks) of the whole server process.
-    srv_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0; }
+    # CPU time (utime + stime, clock ticks) of the whole server process and
+    # its child processes (nginx's worker).
+    srv_ticks() {
+        local p kids t=0 v
+        kids=$(cat /proc/"$pid"/task/*/children 2>/dev/null || true)
+        for p in $pid $kids; do
+            v=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+            t=$((t + v))
+        done
+        echo "$t"
+    }
     # Children's CPU time so far (the readiness check; wrk after it runs).
     # `times` must run in this shell, not in a $(...) subshell.
     local tfile="${result%.res}.times"
@@ -184,6 +216,7 @@ LOCK="${LOCK-/tmp/grace-cpu.lock}"
 OUT="${OUT:-$ROOT/benches/results/latest.md}"
 MAX_OTHER="${MAX_OTHER:-10}"
 RETRIES="${RETRIES:-2}"
+SERVERS_ENV="${SERVERS:-}"
 
 if ! command -v wrk >/dev/null; then
     echo "== installing wrk"
@@ -205,27 +238,46 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 (cd "$ROOT" && cargo build --release --example hello)
 (cd "$ROOT" && cargo build --release --manifest-path benches/peers/Cargo.toml)
 
+# Servers: the optional ones only when installed.
+SERVERS=()
+for server in ${SERVERS_WANTED:-${SERVERS_ENV:-grace hyper tiny nginx nethttp}}; do
+    case $server in
+        nginx) command -v nginx >/dev/null || { echo "== skipping nginx: not installed (benches/install-peers.sh)"; continue; } ;;
+        nethttp) [ -x "$NETHTTP_BIN" ] || { echo "== skipping Go net/http: $NETHTTP_BIN not built (benches/install-peers.sh)"; continue; } ;;
+    esac
+    SERVERS+=("$server")
+done
+[[ " ${SERVERS[*]} " == *" hyper "* ]] || echo "== note: hyper not in SERVERS: no ratios"
+SCEN_IDX=(${SCENARIOS_ONLY:-${!SCENARIOS[@]}})
+
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 WORK="$(mktemp -d /tmp/grace-bench.XXXXXX)"
 echo "== raw wrk output and server logs in $WORK"
-SERVERS=(grace hyper)
-total=$((RUNS * ${#SCENARIOS[@]} * ${#SERVERS[@]}))
+total=$((RUNS * ${#SCEN_IDX[@]} * ${#SERVERS[@]}))
 n=0
 for ((run = 1; run <= RUNS; run++)); do
-    for si in "${!SCENARIOS[@]}"; do
+    for si in "${SCEN_IDX[@]}"; do
         IFS='|' read -r sname sargs <<<"${SCENARIOS[$si]}"
         IFS=';' read -r -a wargs <<<"$sargs"
-        # Alternate which server goes first, per run and per scenario.
-        if (((run + si) % 2)); then order=(grace hyper); else order=(hyper grace); fi
+        # Rotate the server order per run and per scenario, and reverse it
+        # every other time, so drift hits every server alike.
+        order=()
+        ns=${#SERVERS[@]}
+        for ((j = 0; j < ns; j++)); do order+=("${SERVERS[$(((j + run + si) % ns))]}"); done
+        if (((run + si) % 2 == 0)); then
+            rev=()
+            for ((j = ns - 1; j >= 0; j--)); do rev+=("${order[$j]}"); done
+            order=("${rev[@]}")
+        fi
         for server in "${order[@]}"; do
             n=$((n + 1))
             res="$WORK/$server.s$si.r$run.res"
             for ((try = 1; ; try++)); do
                 port=$(free_port)
-                printf '[%d/%d] run %d  %-16s %-5s port %-5s ... ' "$n" "$total" "$run" "$sname" "$server" "$port"
+                printf '[%d/%d] run %d  %-16s %-7s port %-5s ... ' "$n" "$total" "$run" "$sname" "$server" "$port"
                 rm -f "$res"
                 if [ -n "$LOCK" ]; then
                     flock "$LOCK" bash "$SELF" __cell "$server" "$port" "$DURATION" "$res" "${wargs[@]}" || true
@@ -258,17 +310,26 @@ done
 # ---------------------------------------------------------------------------
 mkdir -p "$(dirname "$OUT")"
 scen_names=()
-for s in "${SCENARIOS[@]}"; do scen_names+=("${s%%|*}"); done
 scen_args=()
-for s in "${SCENARIOS[@]}"; do scen_args+=("${s#*|}"); done
-python3 - "$WORK" "$OUT" "$RUNS" "$DURATION" "$SERVER_CPU" "$CLIENT_CPU" "$ROOT" \
-    "${#SCENARIOS[@]}" "${scen_names[@]}" "${scen_args[@]}" <<'EOF'
+for si in "${SCEN_IDX[@]}"; do
+    scen_names+=("$si:${SCENARIOS[$si]%%|*}")
+    scen_args+=("${SCENARIOS[$si]#*|}")
+done
+SERVERS_LIST="${SERVERS[*]}" python3 - "$WORK" "$OUT" "$RUNS" "$DURATION" "$SERVER_CPU" "$CLIENT_CPU" "$ROOT" \
+    "${#SCEN_IDX[@]}" "${scen_names[@]}" "${scen_args[@]}" <<'EOF'
 import os, platform, shlex, statistics, subprocess, sys, time
 work, out, runs, duration, scpu, ccpu, root, nscen = sys.argv[1:9]
 nscen = int(nscen)
-names = sys.argv[9:9 + nscen]
+scen = [x.split(":", 1) for x in sys.argv[9:9 + nscen]]
+sidx = [int(a) for a, _ in scen]
+names = [b for _, b in scen]
 wargs = [shlex.join(a.split(";")) for a in sys.argv[9 + nscen:9 + 2 * nscen]]
 runs = int(runs)
+servers = os.environ["SERVERS_LIST"].split()
+LABEL = {"grace": "grace", "hyper": "hyper", "tiny": "tiny_http", "nginx": "nginx", "nethttp": "Go net/http"}
+ORDER = ["hyper", "grace", "tiny", "nginx", "nethttp"]
+# hyper first: the reference column.
+servers.sort(key=lambda x: ORDER.index(x) if x in ORDER else 99)
 
 def load(server, si, run):
     p = os.path.join(work, f"{server}.s{si}.r{run}.res")
@@ -319,36 +380,39 @@ for line in open("/proc/cpuinfo"):
         model = line.split(":", 1)[1].strip()
         break
 
-summary = []
-summary.append("| scenario | grace req/s | hyper req/s | grace/hyper | grace p50 | grace p99 | hyper p50 | hyper p99 | grace errors | hyper errors | server CPU µs/req grace / hyper | wrk CPU grace / hyper |")
-summary.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
-for si, name in enumerate(names):
-    g = [r for r in (load("grace", si, k) for k in range(1, runs + 1)) if r]
-    h = [r for r in (load("hyper", si, k) for k in range(1, runs + 1)) if r]
-    grps = med([r["rps"] for r in g])
-    hrps = med([r["rps"] for r in h])
-    ratio = f"{grps / hrps:.2f}" if g and h and hrps > 0 else "n/a"
-    summary.append(
-        f"| {name} | {grps:,.0f} | {hrps:,.0f} | {ratio} | "
-        f"{fmt_lat(med([r['p50'] for r in g]))} | {fmt_lat(med([r['p99'] for r in g]))} | "
-        f"{fmt_lat(med([r['p50'] for r in h]))} | {fmt_lat(med([r['p99'] for r in h]))} | "
-        f"{fmt_err(g)} | {fmt_err(h)} | "
-        f"{fmt_us(med([cpu_us(r) for r in g]))} / {fmt_us(med([cpu_us(r) for r in h]))} | "
-        f"{med([r['wrk_cpu'] for r in g]):.0f}% / {med([r['wrk_cpu'] for r in h]):.0f}% |"
-    )
+head = "| scenario | " + " | ".join(LABEL.get(x, x) for x in servers) + " |"
+sep = "|---|" + "---:|" * len(servers)
+thr, lat, cost = [head, sep], [head, sep], [head, sep]
+for si, name in zip(sidx, names):
+    rs = {x: [r for r in (load(x, si, k) for k in range(1, runs + 1)) if r] for x in servers}
+    hrps = med([r["rps"] for r in rs.get("hyper", [])])
+    row_t, row_l, row_c = [], [], []
+    for x in servers:
+        g = rs[x]
+        if not g:
+            row_t.append("failed"); row_l.append("failed"); row_c.append("failed")
+            continue
+        grps = med([r["rps"] for r in g])
+        ratio = f" ({grps / hrps:.2f})" if x != "hyper" and hrps == hrps and hrps > 0 else ""
+        row_t.append(f"{grps:,.0f}{ratio}")
+        row_l.append(f"{fmt_lat(med([r['p50'] for r in g]))} / {fmt_lat(med([r['p99'] for r in g]))}")
+        row_c.append(f"{fmt_us(med([cpu_us(r) for r in g]))} µs, wrk {med([r['wrk_cpu'] for r in g]):.0f}%, errors {fmt_err(g)}")
+    thr.append(f"| {name} | " + " | ".join(row_t) + " |")
+    lat.append(f"| {name} | " + " | ".join(row_l) + " |")
+    cost.append(f"| {name} | " + " | ".join(row_c) + " |")
 
 raw = []
 raw.append("| scenario | server | run | req/s | requests | p50 | p99 | connect | read | write | timeout | non-2xx | server CPU | CPU µs/req | wrk CPU | other CPU | tries |")
 raw.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for si, name in enumerate(names):
-    for server in ("grace", "hyper"):
+for si, name in zip(sidx, names):
+    for server in servers:
         for k in range(1, runs + 1):
             r = load(server, si, k)
             if r is None:
-                raw.append(f"| {name} | {server} | {k} | failed | | | | | | | | | | | | | |")
+                raw.append(f"| {name} | {LABEL.get(server, server)} | {k} | failed | | | | | | | | | | | | | |")
                 continue
             raw.append(
-                f"| {name} | {server} | {k} | {r['rps']:,.0f} | {int(r['requests'])} | "
+                f"| {name} | {LABEL.get(server, server)} | {k} | {r['rps']:,.0f} | {int(r['requests'])} | "
                 f"{fmt_lat(r['p50'])} | {fmt_lat(r['p99'])} | {int(r['connect'])} | {int(r['read'])} | "
                 f"{int(r['write'])} | {int(r['timeout'])} | {int(r['non2xx'])} | "
                 f"{r['srv_cpu']:.0f}% | {fmt_us(cpu_us(r))} | {r['wrk_cpu']:.0f}% | {r['other_cpu']:.0f}% | {int(r.get('tries', 1))} |"
@@ -356,20 +420,29 @@ for si, name in enumerate(names):
 
 commit = sh(f"git -C {root} rev-parse --short HEAD")
 dirty = sh(f"git -C {root} status --porcelain -- src examples Cargo.toml Cargo.lock")
+peers = {
+    "grace": "grace `examples/hello`",
+    "hyper": "hyper `benches/peers` (hyper 1 + hyper-util + tokio multi-thread, 1 worker under taskset)",
+    "tiny": "tiny_http 0.12 `benches/peers` tiny-hello (1 recv worker under taskset, plus tiny_http's own connection threads)",
+    "nginx": "nginx " + sh("nginx -v 2>&1 | sed 's/.*nginx\\///'") + " (1 worker, `return 200`, access_log off; `benches/peers/nginx/nginx.conf.in`)",
+    "nethttp": "Go net/http (" + sh("go version | awk '{print $3}'") + ", GOMAXPROCS 1 under taskset; `benches/peers/go/nethttp`)",
+}
 machine = [
     f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
     f"- grace commit: {commit}{' (src/examples modified)' if dirty else ''}",
     f"- CPU: {model}; nproc {os.cpu_count()}; kernel {platform.release()}",
     f"- server pinned to CPU {scpu}, wrk (`-t1`) to CPU {ccpu}; {runs} run(s) of {duration} per cell, interleaved",
     f"- {sh('wrk -v 2>&1 | head -1')}; {sh('rustc --version')}",
-    "- peers: grace `examples/hello`; hyper `benches/peers` (hyper 1 + hyper-util + tokio multi-thread, 1 worker under taskset)",
+    "- peers: " + "; ".join(peers.get(x, x) for x in servers),
 ]
-scen = [f"- {n}: `wrk --latency -d {duration} {a} http://127.0.0.1:PORT/`" for n, a in zip(names, wargs)]
+scen_doc = [f"- {n}: `wrk --latency -d {duration} {a} http://127.0.0.1:PORT/`" for n, a in zip(names, wargs)]
 doc = (
-    ["# grace vs hyper: latest run", "", *machine, "", "Scenarios:", *scen, "",
-     "## Summary (medians over runs)", "", *summary, "",
+    ["# grace and its peers: latest run", "", *machine, "", "Scenarios:", *scen_doc, "",
+     "## Throughput: median req/s (ratio to hyper's median from the same run)", "", *thr, "",
+     "## Latency: median p50 / p99", "", *lat, "",
+     "## Server CPU per request, wrk CPU, errors", "", *cost, "",
      "Errors are totals over the runs (wrk socket errors and non-2xx responses).",
-     "Server CPU: CPU time the server used during the wrk run / wall time (100% = its one CPU busy);",
+     "Server CPU: CPU time the server (with its child processes) used during the wrk run / wall time;",
      "CPU µs/req = that time / requests served, the server's cost per request whoever is the bottleneck.",
      "wrk CPU likewise for wrk (one thread on one CPU): near 100% means the client, not the server,",
      "limits the rate, and req/s understates that server. Other CPU: busy time of all CPUs minus",
@@ -379,7 +452,9 @@ doc = (
 with open(out, "w") as f:
     f.write("\n".join(doc))
 print()
-print("\n".join(summary))
+print("\n".join(thr))
+print()
+print("\n".join(lat))
 print()
 print(f"raw results: {out}")
 EOF

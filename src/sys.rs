@@ -827,10 +827,12 @@ unsafe fn child_after_fork(
     };
 
     // Move the error pipe out of the way of the target range first.
-    let err_w = libc::fcntl(err_w, libc::F_DUPFD_CLOEXEC, high);
-    if err_w == -1 {
-        libc::_exit(127);
+    let moved = libc::fcntl(err_w, libc::F_DUPFD_CLOEXEC, high);
+    if moved == -1 {
+        // Nothing has been placed yet, so the original end still works.
+        fail(err_w);
     }
+    let err_w = moved;
     // Pass 1: copy every source to a temporary above all targets (CLOEXEC,
     // so the temporaries vanish at exec). Without this, placing fd 3 could
     // clobber a source that happens to live at 3.

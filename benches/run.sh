@@ -240,7 +240,7 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 
 # Servers: the optional ones only when installed.
 SERVERS=()
-for server in ${SERVERS_WANTED:-${SERVERS_ENV:-grace hyper tiny nginx nethttp}}; do
+for server in ${SERVERS_ENV:-grace hyper tiny nginx nethttp}; do
     case $server in
         nginx) command -v nginx >/dev/null || { echo "== skipping nginx: not installed (benches/install-peers.sh)"; continue; } ;;
         nethttp) [ -x "$NETHTTP_BIN" ] || { echo "== skipping Go net/http: $NETHTTP_BIN not built (benches/install-peers.sh)"; continue; } ;;

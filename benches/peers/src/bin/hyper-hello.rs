@@ -32,7 +32,8 @@ async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
         (&Method::GET, "/") => text(StatusCode::OK, "hello\n"),
         (&Method::GET, "/sleep") => {
             let ms = req.uri().query().and_then(|q| {
-                q.split('&').find_map(|kv| kv.strip_prefix("ms=")?.parse::<u64>().ok())
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix("ms=")?.parse::<u64>().ok())
             });
             let ms = ms.unwrap_or(0).min(600_000);
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -44,7 +45,9 @@ async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
     let listener = TcpListener::bind(&addr).await?;
     eprintln!("hyper-hello: serving on {}", listener.local_addr()?);
     loop {

@@ -348,11 +348,12 @@ impl Server {
             .iter()
             .map(|a| a.to_string())
             .collect();
-        let mut parent_alive = false;
+        let mut parent_link = None;
         if let Some(fd) = self.ready_fd.take() {
             match child::announce_ready(&fd) {
                 Ok(()) => {
-                    parent_alive = true;
+                    let fd = Arc::new(fd);
+                    parent_link = Some((fd.clone(), sys::getppid()));
                     log::debug!("[{pid}] told the parent ({}) we are ready", sys::getppid());
                     let tx = self.tx.clone();
                     let stop = stop_fd.clone();
@@ -397,7 +398,8 @@ impl Server {
             listener_fds,
             upgrading: None,
             upgrade_waiters: Vec::new(),
-            parent_alive,
+            parent_alive: parent_link.is_some(),
+            parent_link,
             draining: false,
             pending_drain: None,
             handover: None,
@@ -446,6 +448,10 @@ struct ControlLoop<'a> {
     upgrading: Option<Instant>,
     upgrade_waiters: Vec<UpgradeReply>,
     parent_alive: bool,
+    /// Our end of the readiness socket and the parent's pid, to check right
+    /// away whether the parent is gone when an upgrade is asked for (the
+    /// watcher thread's `ParentGone` may still be on its way).
+    parent_link: Option<(Arc<OwnedFd>, u32)>,
     draining: bool,
     /// A drain asked for while an upgrade was still running: starts when the
     /// (aborted) upgrade returns. The flag is "final" (not a handover).
@@ -494,8 +500,9 @@ impl ControlLoop<'_> {
                 }
                 Control::UpgradeDone(res) => self.upgrade_done(res),
                 Control::ParentGone => {
-                    self.parent_alive = false;
-                    log::info!("[{pid}] the previous generation has exited; upgrades allowed");
+                    if std::mem::replace(&mut self.parent_alive, false) {
+                        log::info!("[{pid}] the previous generation has exited; upgrades allowed");
+                    }
                 }
                 Control::Drained(stats) => {
                     let reason = if self.handover.is_some() {
@@ -529,13 +536,33 @@ impl ControlLoop<'_> {
         }
     }
 
+    /// True if the parent has closed its end of the readiness socket (it
+    /// never writes to it, so readable means end-of-file) or we have been
+    /// reparented.
+    fn parent_gone_now(&mut self) -> bool {
+        let Some((fd, ppid)) = &self.parent_link else {
+            return true;
+        };
+        let mut pfd = [sys::pollfd(fd.as_raw_fd(), libc::POLLIN)];
+        let gone = matches!(sys::poll(&mut pfd, Some(Duration::ZERO)), Ok(n) if n > 0)
+            || sys::getppid() != *ppid;
+        if gone {
+            self.parent_alive = false;
+            log::info!(
+                "[{}] the previous generation has exited; upgrades allowed",
+                self.pid
+            );
+        }
+        gone
+    }
+
     fn request_upgrade(&mut self, reply: Option<UpgradeReply>) {
         let pid = self.pid;
         let refuse = if self.draining {
             Some(UpgradeError::ShuttingDown)
         } else if self.upgrading.is_some() {
             Some(UpgradeError::InProgress)
-        } else if self.parent_alive {
+        } else if self.parent_alive && !self.parent_gone_now() {
             Some(UpgradeError::ParentAlive)
         } else {
             None

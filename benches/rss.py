@@ -34,6 +34,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from handover import free_port  # noqa: E402  (one copy, shared)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINS = {
     "grace": os.path.join(ROOT, "target", "release", "examples", "hello"),
@@ -45,13 +48,6 @@ BINS = {
 LABEL = {"grace": "grace", "hyper": "hyper", "tiny": "tiny_http", "nginx": "nginx", "nethttp": "Go net/http"}
 NGINX_CONF_IN = os.path.join(ROOT, "benches", "peers", "nginx", "nginx.conf.in")
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def start(name, port, d):

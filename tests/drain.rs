@@ -218,12 +218,7 @@ fn second_sigterm_during_drain_exits_at_once() {
 #[test]
 fn in_process_handle_stops_the_server_without_signal_handlers() {
     use grace::http::{RequestBody, ResponseBody};
-    let server =
-        grace::Server::bind(grace::Config::default(), &["127.0.0.1:0".parse().unwrap()]).unwrap();
-    let addr = match &server.local_addrs()[0] {
-        grace::ListenAddr::Tcp(a) => *a,
-        other => panic!("{other}"),
-    };
+    let (server, addr) = bind_in_process();
     let handle = server.handle();
     let http_cfg = grace::http::Config {
         drain_grace: Duration::from_millis(200),

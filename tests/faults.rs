@@ -61,36 +61,6 @@ fn restore_binary(path: &Path) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-/// Waits until `pid` (the first generation, or one reparented to us) has
-/// exited, and returns how.
-fn wait_exit(s: &mut Server, pid: u32) -> Option<grace::sys::Exit> {
-    if pid == s.first_pid() {
-        s.wait_first(T).map(grace::sys::Exit::Code)
-    } else {
-        reap(pid, T)
-    }
-}
-
-/// SIGUSR2 to `old`; waits until the next generation serves, names itself in
-/// the pid file, and `old` has exited 0. Returns the new pid.
-fn restart(s: &mut Server, old: u32, old_gen: u64) -> u32 {
-    Server::signal(old, libc::SIGUSR2);
-    let (pid, gen) = wait_for("the new generation to serve", T, || {
-        let (p, g) = parse_pid_gen(&get(s.addr, "/pid").ok()?.body_str());
-        (p != old).then_some((p, g))
-    });
-    assert_eq!(gen, old_gen + 1);
-    wait_for("the pid file to name the new process", T, || {
-        (s.file_pid() == Some(pid)).then_some(())
-    });
-    assert_eq!(
-        wait_exit(s, old),
-        Some(grace::sys::Exit::Code(0)),
-        "old generation {old}"
-    );
-    pid
-}
-
 /// A request that failed, with what is known of its connection.
 #[derive(Debug, Clone)]
 struct Failure {

@@ -459,12 +459,7 @@ fn handler_header_values_cannot_inject_lines() {
     // Tab and obs-text are legal in a field value.
     assert!(HeaderValue::from_bytes(b"caf\xe9\tend").is_ok());
 
-    let server =
-        grace::Server::bind(grace::Config::default(), &["127.0.0.1:0".parse().unwrap()]).unwrap();
-    let addr = match &server.local_addrs()[0] {
-        grace::ListenAddr::Tcp(a) => *a,
-        other => panic!("{other}"),
-    };
+    let (server, addr) = bind_in_process();
     let handle = server.handle();
     let http_cfg = grace::http::Config {
         drain_grace: Duration::from_millis(100),

@@ -10,7 +10,7 @@ mod common;
 use common::*;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -699,25 +699,7 @@ fn start_with_nofile(nofile: u32) -> Server {
     };
     cmd.args(["--listen", "127.0.0.1:0", "--no-raise-nofile", "--pid-file"])
         .arg(&pid_file);
-    let (child, log) = spawn_logged(&mut cmd);
-    let (_, line) = log.wait_line("serving on", 0, Duration::from_secs(20));
-    let addr = line
-        .split("serving on ")
-        .nth(1)
-        .and_then(|rest| {
-            rest.split([' ', ','])
-                .find_map(|w| w.parse::<SocketAddr>().ok())
-        })
-        .unwrap_or_else(|| panic!("no TCP address in {line:?}"));
-    let s = Server {
-        child: Some(child),
-        addr,
-        log,
-        dir,
-        pid_file,
-    };
-    wait_for("pid file", Duration::from_secs(10), || s.file_pid());
-    s
+    Server::from_command(cmd, dir, pid_file)
 }
 
 #[test]

@@ -15,31 +15,6 @@ use common::*;
 
 const T: Duration = Duration::from_secs(20);
 
-/// Sends SIGUSR2 to the current generation and waits until the next one
-/// serves and the old one has exited with status 0. Returns the new pid.
-fn restart(s: &mut Server, old_pid: u32, old_gen: u64) -> u32 {
-    Server::signal(old_pid, libc::SIGUSR2);
-    let (pid, gen) = wait_for("the new generation to serve", T, || {
-        let r = get(s.addr, "/pid").ok()?;
-        let (pid, gen) = parse_pid_gen(&r.body_str());
-        (pid != old_pid).then_some((pid, gen))
-    });
-    assert_eq!(gen, old_gen + 1, "generation goes up by one");
-    wait_for("the pid file to name the new process", T, || {
-        (s.file_pid() == Some(pid)).then_some(())
-    });
-    let code = if old_pid == s.first_pid() {
-        s.wait_first(T)
-    } else {
-        match reap(old_pid, T) {
-            Some(grace::sys::Exit::Code(c)) => Some(c),
-            other => panic!("old generation {old_pid} ended with {other:?}"),
-        }
-    };
-    assert_eq!(code, Some(0), "old process {old_pid} exits 0");
-    pid
-}
-
 #[test]
 fn restart_changes_pid_keeps_port_and_bumps_generation() {
     let mut s = Server::start(&[]);

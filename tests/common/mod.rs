@@ -538,3 +538,50 @@ pub fn wait_signal_handlers(pid: u32) {
         handles_signals(pid).then_some(())
     });
 }
+
+/// The bound for every wait of the restart helpers below.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Waits for generation `pid` to exit and returns how: our direct child
+/// (generation 0) through `Child::wait`, later ones (reparented to us, the
+/// subreaper) through `waitpid`.
+pub fn wait_exit(s: &mut Server, pid: u32) -> Option<grace::sys::Exit> {
+    if pid == s.first_pid() {
+        s.wait_first(WAIT).map(grace::sys::Exit::Code)
+    } else {
+        reap(pid, WAIT)
+    }
+}
+
+/// Sends SIGUSR2 to `old` and waits until the next generation serves (its
+/// generation one more than `old_gen`), names itself in the pid file, and
+/// `old` has exited 0. Returns the new pid.
+pub fn restart(s: &mut Server, old: u32, old_gen: u64) -> u32 {
+    Server::signal(old, libc::SIGUSR2);
+    let (pid, gen) = wait_for("the new generation to serve", WAIT, || {
+        let (p, g) = parse_pid_gen(&get(s.addr, "/pid").ok()?.body_str());
+        (p != old).then_some((p, g))
+    });
+    assert_eq!(gen, old_gen + 1, "generation goes up by one");
+    wait_for("the pid file to name the new process", WAIT, || {
+        (s.file_pid() == Some(pid)).then_some(())
+    });
+    assert_eq!(
+        wait_exit(s, old),
+        Some(grace::sys::Exit::Code(0)),
+        "old generation {old} exits 0"
+    );
+    pid
+}
+
+/// Binds an in-process `grace::Server` (default config, no signal handlers)
+/// on 127.0.0.1:0 and returns it with its address.
+pub fn bind_in_process() -> (grace::Server, SocketAddr) {
+    let server =
+        grace::Server::bind(grace::Config::default(), &["127.0.0.1:0".parse().unwrap()]).unwrap();
+    let addr = match &server.local_addrs()[0] {
+        grace::ListenAddr::Tcp(a) => *a,
+        other => panic!("{other}"),
+    };
+    (server, addr)
+}

@@ -37,7 +37,8 @@ fn serve_conn(mut conn: Conn) {
                     drained = true;
                     continue;
                 }
-                Ok(Idle::Eof | Idle::TimedOut) | Err(_) => break,
+                // (Park: only connections of `serve_http`; never here.)
+                Ok(Idle::Eof | Idle::TimedOut | Idle::Park) | Err(_) => break,
             }
             conn.set_state(ConnState::Busy);
             // Read until a full line is buffered.

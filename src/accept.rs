@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use crate::conn::Conn;
 use crate::drain::Tracker;
-use crate::pool::Pool;
 use crate::sys;
 
 /// The longest back-off after `EMFILE`/`ENFILE`.
@@ -70,7 +69,7 @@ pub(crate) fn accept_loop(
     listeners: &[RawFd],
     waker: &Waker,
     tracker: &Arc<Tracker>,
-    pool: &Pool,
+    dispatch: &(dyn Fn(Conn) + Sync),
     max_connections: Option<usize>,
 ) {
     let pid = sys::getpid();
@@ -124,9 +123,8 @@ pub(crate) fn accept_loop(
                         }
                         backoff = MIN_BACKOFF;
                         log::trace!("[{pid}] accepted {peer:?} on fd {}", conn_fd.as_raw_fd());
-                        let reg = tracker
-                            .register(conn_fd.as_raw_fd(), matches!(peer, sys::SockAddr::Inet(_)));
-                        pool.dispatch(Conn::new(conn_fd, peer, reg));
+                        let reg = tracker.register(conn_fd.as_raw_fd());
+                        dispatch(Conn::new(conn_fd, peer, reg));
                     }
                     Err(libc::EAGAIN) => break,
                     Err(libc::EINTR) | Err(libc::ECONNABORTED) | Err(libc::EPROTO) => {}
@@ -166,9 +164,8 @@ pub(crate) fn accept_loop(
                 }
                 match sys::accept(*fd) {
                     Ok((conn_fd, peer)) => {
-                        let reg = tracker
-                            .register(conn_fd.as_raw_fd(), matches!(peer, sys::SockAddr::Inet(_)));
-                        pool.dispatch(Conn::new(conn_fd, peer, reg));
+                        let reg = tracker.register(conn_fd.as_raw_fd());
+                        dispatch(Conn::new(conn_fd, peer, reg));
                         swept += 1;
                     }
                     Err(libc::EINTR) | Err(libc::ECONNABORTED) | Err(libc::EPROTO) => {}

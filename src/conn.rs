@@ -1,9 +1,16 @@
-//! A connection socket, as the per-connection thread sees it.
+//! A connection socket, as the thread serving it sees it.
 //!
-//! The socket is non-blocking (from `accept4`), so every wait is an explicit
-//! `poll` with a deadline: no peer can hold a thread forever, and an idle
-//! connection waits on its socket *and* the drain eventfd at once, so a drain
-//! wakes every idle thread immediately.
+//! Every read and write is non-blocking (`MSG_DONTWAIT`), and every wait is
+//! an explicit `poll` with a deadline: no peer can hold a thread forever.
+//!
+//! Between requests, a connection served by [`crate::Server::serve_http`] is
+//! *parked*: [`Conn::wait_idle`] returns [`Idle::Park`] and the connection
+//! goes to the idle poller ([`crate::park`]), which watches every idle
+//! connection (and the drain) in one epoll set, so an idle keep-alive
+//! connection holds no thread. A connection served by a plain
+//! [`crate::Server::serve`] work function waits in its own thread instead,
+//! in `poll` on its socket *and* the drain eventfd, so a drain wakes every
+//! idle thread at once.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -14,7 +21,7 @@ use crate::http::transport::{Idle, Transport};
 use crate::sys::{self, SockAddr};
 
 /// How much a lingering close reads and discards at most.
-const LINGER_DISCARD_LIMIT: usize = 1 << 20;
+pub(crate) const LINGER_DISCARD_LIMIT: usize = 1 << 20;
 
 /// One accepted connection, registered with the drain tracker.
 ///
@@ -26,36 +33,40 @@ pub struct Conn {
     fd: Option<OwnedFd>,
     peer: SockAddr,
     drain_seen: bool,
-    /// TCP (idle waits may block in `recv`), as opposed to a Unix socket.
-    tcp: bool,
-    /// Bytes a blocking idle `recv` read ahead of the next `read_deadline`.
-    stash: Vec<u8>,
-    stash_pos: usize,
-    stash_end: usize,
-    /// The `SO_RCVTIMEO` currently set, rounded to 100 ms.
-    recv_timeout: Option<Duration>,
+    parking: Parking,
+    /// Registered with the idle poller's epoll set (so the next park is an
+    /// `EPOLL_CTL_MOD`, not an `ADD`).
+    pub(crate) in_epoll: bool,
 }
 
-/// How long a woken (read-side shut down) connection sleeps between
-/// non-blocking reads while it waits for a last request.
-const WOKEN_POLL: Duration = Duration::from_millis(5);
-/// Size of the read-ahead buffer of a blocking idle `recv`.
-const STASH: usize = 4096;
+/// Whether, and how, [`Conn::wait_idle`] parks the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Parking {
+    /// Never: idle waits happen in this thread (plain work functions).
+    Off,
+    /// A new connection: check (without waiting) whether bytes are there;
+    /// park if not.
+    Check,
+    /// The idle poller saw it readable: the next wait returns at once.
+    Ready,
+    /// Served: the next idle wait parks.
+    Park,
+}
 
 impl Conn {
     pub(crate) fn new(fd: OwnedFd, peer: SockAddr, reg: Registration) -> Conn {
-        let tcp = matches!(peer, SockAddr::Inet(_));
         Conn {
             reg: Some(reg),
             fd: Some(fd),
             peer,
             drain_seen: false,
-            tcp,
-            stash: Vec::new(),
-            stash_pos: 0,
-            stash_end: 0,
-            recv_timeout: None,
+            parking: Parking::Off,
+            in_epoll: false,
         }
+    }
+
+    pub(crate) fn set_parking(&mut self, p: Parking) {
+        self.parking = p;
     }
 
     fn raw(&self) -> RawFd {
@@ -106,22 +117,8 @@ impl Conn {
 
     /// Reads what is there, or waits for it until `deadline`. `Ok(0)` is EOF.
     pub fn read_deadline(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-        if self.stash_pos < self.stash_end {
-            let n = buf.len().min(self.stash_end - self.stash_pos);
-            buf[..n].copy_from_slice(&self.stash[self.stash_pos..self.stash_pos + n]);
-            self.stash_pos += n;
-            return Ok(n);
-        }
         loop {
             match sys::recv(self.raw(), buf, libc::MSG_DONTWAIT) {
-                Ok(0) if !buf.is_empty() && self.woken() => {
-                    // Our own SHUT_RD makes an empty queue read as 0: only
-                    // TCP_INFO tells whether the peer really closed.
-                    if sys::tcp_peer_closed(self.raw()) {
-                        return Ok(0);
-                    }
-                    self.sleep_until(deadline)?;
-                }
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.wait(libc::POLLIN, deadline)?
@@ -132,21 +129,24 @@ impl Conn {
         }
     }
 
-    fn woken(&self) -> bool {
-        self.reg.as_ref().is_some_and(|r| r.woken())
-    }
-
-    /// Sleeps one [`WOKEN_POLL`] step, or fails at `deadline`.
-    fn sleep_until(&self, deadline: Instant) -> io::Result<()> {
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection timed out",
-            ));
+    /// Reads and discards what is there without waiting: `Ok(true)` once the
+    /// peer has closed (or the connection broke, or `limit` bytes were
+    /// discarded), `Ok(false)` when nothing more is there yet.
+    pub(crate) fn discard_ready(&mut self, limit: &mut usize) -> bool {
+        let mut buf = [0u8; 4096];
+        loop {
+            match sys::recv(self.raw(), &mut buf, libc::MSG_DONTWAIT) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    *limit = limit.saturating_sub(n);
+                    if *limit == 0 {
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return e.kind() != io::ErrorKind::WouldBlock,
+            }
         }
-        std::thread::sleep(WOKEN_POLL.min(deadline - now));
-        Ok(())
     }
 
     /// Writes all of `bufs`, waiting for room until `deadline`.
@@ -201,22 +201,26 @@ impl Conn {
     }
 
     /// Waits for the first byte of the next request, the peer's close, the
-    /// deadline, or (once) the start of a drain.
+    /// deadline, or (once) the start of a drain. A connection the server
+    /// parks between requests returns [`Idle::Park`] instead of waiting.
     pub fn wait_idle(&mut self, deadline: Instant) -> io::Result<Idle> {
-        if self.stash_pos < self.stash_end {
-            return Ok(Idle::Data);
+        match self.parking {
+            Parking::Off => {}
+            Parking::Ready => {
+                self.parking = Parking::Park;
+                return Ok(Idle::Data);
+            }
+            Parking::Check => {
+                let mut pfd = [sys::pollfd(self.raw(), libc::POLLIN)];
+                if matches!(sys::poll(&mut pfd, Some(Duration::ZERO)), Ok(n) if n > 0) {
+                    self.parking = Parking::Park;
+                    return Ok(Idle::Data);
+                }
+                return Ok(Idle::Park);
+            }
+            Parking::Park => return Ok(Idle::Park),
         }
         let drain_fd = self.reg.as_ref().map(|r| r.tracker().drain_fd());
-        if !self.drain_seen && self.draining() {
-            self.drain_seen = true;
-            return Ok(Idle::Drain);
-        }
-        if self.woken() {
-            return self.wait_woken(deadline);
-        }
-        if self.tcp && !self.drain_seen && self.state() == ConnState::Idle {
-            return self.wait_blocking(deadline);
-        }
         loop {
             let watch_drain = !self.drain_seen && drain_fd.is_some();
             if watch_drain && self.draining() {
@@ -254,81 +258,16 @@ impl Conn {
         }
     }
 
-    /// A kept-alive TCP connection's idle wait: block in `recv` (one
-    /// syscall, woken straight by the socket) instead of `poll` + `read`.
-    /// `SO_RCVTIMEO` bounds it; a drain wakes it with `shutdown(SHUT_RD)`
-    /// (see [`crate::Tracker::start_drain`]), which makes the read return 0.
-    fn wait_blocking(&mut self, deadline: Instant) -> io::Result<Idle> {
-        if self.stash.is_empty() {
-            self.stash = vec![0; STASH];
-        }
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(Idle::TimedOut);
-            }
-            // Round up to 100 ms so that the steady keep-alive case sets it once.
-            let want =
-                Duration::from_millis((deadline - now).as_millis().div_ceil(100) as u64 * 100);
-            if self.recv_timeout != Some(want) {
-                sys::set_recv_timeout(self.raw(), want)?;
-                self.recv_timeout = Some(want);
-            }
-            match sys::recv(self.raw(), &mut self.stash, 0) {
-                Ok(0) => {
-                    if self.woken() && !sys::tcp_peer_closed(self.raw()) {
-                        self.drain_seen = true;
-                        return Ok(Idle::Drain);
-                    }
-                    return Ok(Idle::Eof);
-                }
-                Ok(n) => {
-                    self.stash_pos = 0;
-                    self.stash_end = n;
-                    return Ok(Idle::Data);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(Idle::Eof),
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Waiting on a woken connection, whose socket always polls readable:
-    /// non-blocking reads a few ms apart until data, the peer's close, or
-    /// `deadline` (the drain grace: short, and only during a drain).
-    fn wait_woken(&mut self, deadline: Instant) -> io::Result<Idle> {
-        if self.stash.is_empty() {
-            self.stash = vec![0; STASH];
-        }
-        loop {
-            match sys::recv(self.raw(), &mut self.stash, libc::MSG_DONTWAIT) {
-                Ok(0) => {
-                    if sys::tcp_peer_closed(self.raw()) {
-                        return Ok(Idle::Eof);
-                    }
-                }
-                Ok(n) => {
-                    self.stash_pos = 0;
-                    self.stash_end = n;
-                    return Ok(Idle::Data);
-                }
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(Idle::Eof),
-                Err(e) => return Err(e),
-            }
-            if self.sleep_until(deadline).is_err() {
-                return Ok(Idle::TimedOut);
-            }
-        }
-    }
-
     /// True once the server has started draining.
     pub fn draining(&self) -> bool {
         self.reg.as_ref().is_some_and(|r| r.tracker().draining())
+    }
+
+    /// Starts a polite close without waiting: marks the connection closing
+    /// and shuts down the write side. False if the socket is already gone.
+    pub(crate) fn begin_linger(&mut self) -> bool {
+        self.set_state(ConnState::Closed);
+        sys::shutdown(self.raw(), libc::SHUT_WR).is_ok()
     }
 
     /// Closes the connection; with `linger`, politely: shut down the write

@@ -5,9 +5,10 @@
 //! The drain sequence (run by [`crate::Server`] on shutdown and after a
 //! handover) is:
 //! 1. [`Tracker::start_drain`]: set the draining flag and signal the drain
-//!    eventfd. Every idle connection thread polls that fd beside its socket,
-//!    so all of them wake at once; a busy one sees the flag when it writes
-//!    its response and says `Connection: close`.
+//!    eventfd. The idle poller (which holds every parked HTTP connection)
+//!    and every idle connection thread of a plain work function watch that
+//!    fd, so all idle connections learn of the drain at once; a busy one
+//!    sees the flag when it writes its response and says `Connection: close`.
 //! 2. The accept thread is woken and the listener fds are closed.
 //! 3. [`Tracker::wait_empty`] waits on the condvar for the last connection.
 //! 4. After `stop_timeout`, [`Tracker::force_close`] shuts down the sockets
@@ -52,10 +53,6 @@ pub(crate) struct Slot {
     fd: RawFd,
     state: AtomicU8,
     forced: AtomicBool,
-    /// A TCP connection, whose idle thread may block in `recv`.
-    tcp: bool,
-    /// The drain woke this idle connection with `shutdown(SHUT_RD)`.
-    woken: AtomicBool,
 }
 
 impl Slot {
@@ -161,13 +158,11 @@ impl Tracker {
         self.drain_fd.as_raw_fd()
     }
 
-    pub(crate) fn register(self: &Arc<Self>, fd: RawFd, tcp: bool) -> Registration {
+    pub(crate) fn register(self: &Arc<Self>, fd: RawFd) -> Registration {
         let slot = Arc::new(Slot {
             fd,
             state: AtomicU8::new(ConnState::New as u8),
             forced: AtomicBool::new(false),
-            tcp,
-            woken: AtomicBool::new(false),
         });
         let mut reg = self.lock();
         let id = match reg.free.pop() {
@@ -207,23 +202,14 @@ impl Tracker {
         }
     }
 
-    /// Starts a drain: sets the flag, wakes every idle connection through
-    /// the drain fd, and wakes anyone waiting for a connection slot.
-    /// Returns (open, busy) connection counts at that moment.
+    /// Starts a drain: sets the flag, wakes everything idle through the
+    /// drain fd (idle connection threads and the idle poller watch it), and
+    /// wakes anyone waiting for a connection slot. Returns (open, busy)
+    /// connection counts at that moment.
     pub fn start_drain(&self) -> (usize, usize) {
         let reg = self.lock();
         self.draining.store(true, Ordering::Release);
         let counts = (self.active(), self.busy());
-        // Idle kept-alive TCP connections block in `recv`, not `poll`:
-        // `shutdown(SHUT_RD)` wakes them (the read returns 0). It is a
-        // state, not an event, so a thread that was about to block sees it
-        // too; data the client sends afterwards is still received.
-        for slot in reg.slots.iter().flatten() {
-            if slot.tcp && slot.state() == ConnState::Idle {
-                slot.woken.store(true, Ordering::Release);
-                let _ = sys::shutdown(slot.fd, libc::SHUT_RD);
-            }
-        }
         drop(reg);
         if let Err(e) = sys::eventfd_signal(self.drain_fd.as_raw_fd()) {
             log::error!("[{}] cannot signal the drain fd: {e}", sys::getpid());
@@ -368,12 +354,6 @@ impl Registration {
     pub(crate) fn was_forced(&self) -> bool {
         self.slot.forced.load(Ordering::Relaxed)
     }
-
-    /// True once the drain has shut down the read side to wake this
-    /// connection: a zero-byte read no longer means end of stream.
-    pub(crate) fn woken(&self) -> bool {
-        self.slot.woken.load(Ordering::Acquire)
-    }
 }
 
 impl Drop for Registration {
@@ -389,8 +369,8 @@ mod tests {
     #[test]
     fn counts_and_waits() {
         let t = Tracker::new().unwrap();
-        let a = t.register(100, false);
-        let b = t.register(101, false);
+        let a = t.register(100);
+        let b = t.register(101);
         assert_eq!(t.active(), 2);
         b.set_state(ConnState::Busy);
         assert_eq!(t.busy(), 1);
@@ -410,7 +390,7 @@ mod tests {
     #[test]
     fn wait_empty_times_out() {
         let t = Tracker::new().unwrap();
-        let _a = t.register(100, false);
+        let _a = t.register(100);
         let start = Instant::now();
         assert!(!t.wait_empty(start + Duration::from_millis(50)));
         assert!(start.elapsed() >= Duration::from_millis(50));

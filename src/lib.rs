@@ -39,6 +39,7 @@ pub mod drain;
 pub mod http;
 pub mod listener;
 pub mod notify;
+mod park;
 pub mod pidfile;
 mod pool;
 pub mod server;

@@ -1,165 +1,208 @@
-//! Connection threads, reused.
+//! Worker threads, reused, fed from one queue.
 //!
-//! An accepted connection goes over a crossbeam channel to an idle thread; a
-//! new thread is spawned only when none is idle, and an idle thread retires
-//! after `idle_timeout`. Spawning a thread per connection is what makes a
-//! naive thread-per-connection server slow on short connections.
+//! Jobs (a new connection, or an idle connection whose next request has
+//! arrived) go into a FIFO queue; a worker that finishes a job takes the next
+//! one from the queue *without sleeping*. That is what lets one thread serve
+//! many ready connections in a row on a busy CPU instead of paying a context
+//! switch per request.
+//!
+//! Waking is economical, as in tokio's scheduler: a job pushed while another
+//! thread has already been woken (and has not yet looked at the queue) wakes
+//! nobody; a woken thread that takes a job and still sees work queued wakes
+//! one more ("chain" wake), so jobs that block (a slow handler) still get
+//! their own threads quickly. A new thread is spawned only when none is idle
+//! (and, with a cap, fewer than the cap run); an idle thread retires after
+//! `idle_timeout`.
 //!
 //! Idle threads wait on a LIFO stack: the most recently idle thread (the one
-//! with the warmest stack and caches) gets the next connection, and threads
-//! at the bottom retire first. Each idle thread owns a one-slot channel; the
-//! accept thread pops a thread off the stack, sends the connection into its
-//! channel and unparks it. A thread waits with `try_recv` + `park_timeout`
-//! rather than a blocking `recv`, whose spin-then-yield back-off costs
-//! several `sched_yield` context switches per connection on a busy CPU.
-//!
-//! Retiring is race-free: a thread whose wait timed out retires only if it
-//! can remove itself from the stack under the lock; if it is no longer there,
-//! the accept thread has popped it and a connection is on its way.
+//! with the warmest stack and caches) is woken first, and threads at the
+//! bottom retire first. A thread waits with `park_timeout`; the waker pops it
+//! off the stack under the lock, sets its flag and unparks it, so a timed-out
+//! thread can tell (under the lock) whether it was popped or may retire.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-
-use crate::conn::Conn;
 use crate::sys;
 
-/// The work done on each connection.
-pub(crate) type Work = Arc<dyn Fn(Conn) + Send + Sync>;
+/// The work done for each job.
+pub(crate) type Work<J> = Arc<dyn Fn(J) + Send + Sync>;
 
-/// An idle thread: where to send it a connection, and how to wake it.
-struct Idle {
+/// An idle thread: how to wake it, and the flag that says it was woken.
+struct Sleeper {
     id: u64,
-    tx: Sender<Conn>,
     thread: Thread,
+    popped: Arc<AtomicBool>,
 }
 
-#[derive(Default)]
-struct Shared {
+struct State<J> {
+    queue: VecDeque<J>,
     /// Idle threads, most recent last.
-    idle: Mutex<Vec<Idle>>,
-    /// Signalled when a thread goes idle, for a dispatch waiting at the
-    /// thread cap.
-    went_idle: Condvar,
-    /// Live connection threads.
-    threads: AtomicUsize,
-    next_id: AtomicU64,
-    /// Set when the pool is dropped: idle threads retire.
-    closed: AtomicBool,
+    idle: Vec<Sleeper>,
+    /// Threads woken (or spawned) that have not yet looked at the queue.
+    notified: usize,
+    /// Live worker threads.
+    threads: usize,
+    /// Set when the pool is dropped: threads retire, jobs are dropped.
+    closed: bool,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+struct Shared<J> {
+    state: Mutex<State<J>>,
+    work: Work<J>,
+    stack_size: usize,
+    idle_timeout: Duration,
+    max_threads: Option<usize>,
+    next_id: AtomicU64,
+}
+
+/// What to do, outside the lock, to get a thread onto the queue.
+enum Wake {
+    Nothing,
+    Unpark(Thread),
+    Spawn,
+}
+
+impl<J: Send + 'static> Shared<J> {
+    fn lock(&self) -> MutexGuard<'_, State<J>> {
+        // Every update under this lock is a single push/pop/counter change,
+        // so a panic cannot leave it torn; poisoning is ignored.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Decides (under the lock) whether a thread must be woken for the
+    /// queued work: not if one is already on its way.
+    fn wake_one(&self, st: &mut State<J>) -> Wake {
+        if st.notified > 0 || st.queue.is_empty() {
+            return Wake::Nothing;
+        }
+        if let Some(s) = st.idle.pop() {
+            s.popped.store(true, Ordering::Release);
+            st.notified += 1;
+            return Wake::Unpark(s.thread);
+        }
+        if self.max_threads.map_or(true, |max| st.threads < max) {
+            st.threads += 1;
+            st.notified += 1;
+            return Wake::Spawn;
+        }
+        // At the cap: a running thread takes the job when it finishes.
+        Wake::Nothing
+    }
+
+    fn perform(self: &Arc<Self>, wake: Wake) {
+        match wake {
+            Wake::Nothing => {}
+            Wake::Unpark(t) => t.unpark(),
+            Wake::Spawn => {
+                let shared = self.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("grace-conn".into())
+                    .stack_size(self.stack_size)
+                    .spawn(move || worker(shared));
+                if let Err(e) = spawned {
+                    let mut st = self.lock();
+                    st.threads -= 1;
+                    st.notified -= 1;
+                    // With no thread at all, nothing would ever take the
+                    // queued jobs: drop them (their clients see a close)
+                    // rather than leave them hanging.
+                    let dropped = if st.threads == 0 {
+                        std::mem::take(&mut st.queue)
+                    } else {
+                        VecDeque::new()
+                    };
+                    drop(st);
+                    log::error!(
+                        "[{}] cannot spawn a connection thread ({e}); {} queued job(s) dropped",
+                        sys::getpid(),
+                        dropped.len()
+                    );
+                }
+            }
+        }
     }
 }
 
-pub(crate) struct Pool {
-    shared: Arc<Shared>,
-    work: Work,
-    stack_size: usize,
-    idle_timeout: Duration,
-    /// With `max_connections`, never more threads than that: a thread that
-    /// just freed a connection slot may not be back on the idle stack yet
-    /// when the accept thread dispatches the next connection.
-    max_threads: Option<usize>,
+/// A pool of worker threads; see the module docs.
+pub(crate) struct Pool<J: Send + 'static> {
+    shared: Arc<Shared<J>>,
 }
 
-/// How long a dispatch at the thread cap waits for a thread to go idle
-/// before spawning one anyway.
-const CAP_WAIT: Duration = Duration::from_secs(1);
-
-impl Pool {
+impl<J: Send + 'static> Pool<J> {
+    /// A pool running `work` on threads of `stack_size` bytes; idle threads
+    /// retire after `idle_timeout`; at most `max_threads` threads.
     pub(crate) fn new(
-        work: Work,
+        work: Work<J>,
         stack_size: usize,
         idle_timeout: Duration,
         max_threads: Option<usize>,
-    ) -> Pool {
+    ) -> Pool<J> {
         Pool {
-            shared: Arc::new(Shared::default()),
-            work,
-            stack_size,
-            idle_timeout,
-            max_threads,
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    queue: VecDeque::new(),
+                    idle: Vec::new(),
+                    notified: 0,
+                    threads: 0,
+                    closed: false,
+                }),
+                work,
+                stack_size,
+                idle_timeout,
+                max_threads: max_threads.map(|m| m.max(1)),
+                next_id: AtomicU64::new(0),
+            }),
         }
     }
 
-    /// Hands `conn` to an idle thread, or to a new one.
-    pub(crate) fn dispatch(&self, conn: Conn) {
-        let mut stack = self.shared.lock();
-        let mut idle = stack.pop();
-        if idle.is_none() {
-            if let Some(max) = self.max_threads {
-                let deadline = Instant::now() + CAP_WAIT;
-                while idle.is_none() && self.shared.threads.load(Ordering::Acquire) >= max {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break;
-                    }
-                    stack = self
-                        .shared
-                        .went_idle
-                        .wait_timeout(stack, deadline - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                    idle = stack.pop();
-                }
-            }
-        }
-        drop(stack);
-        if let Some(w) = idle {
-            // The slot is empty: a thread is pushed only with an empty
-            // channel, and popped (here) only once per wait.
-            match w.tx.try_send(conn) {
-                Ok(()) => w.thread.unpark(),
-                Err(e) => {
-                    log::error!("[{}] idle thread's slot unusable: {e}", sys::getpid());
-                }
-            }
+    /// Queues `job` and makes sure a thread will take it.
+    pub(crate) fn dispatch(&self, job: J) {
+        let mut st = self.shared.lock();
+        if st.closed {
+            drop(st);
+            drop(job);
             return;
         }
-        let shared = self.shared.clone();
-        let work = self.work.clone();
-        let idle_timeout = self.idle_timeout;
-        let capped = self.max_threads.is_some();
-        self.shared.threads.fetch_add(1, Ordering::AcqRel);
-        let spawned = std::thread::Builder::new()
-            .name("grace-conn".into())
-            .stack_size(self.stack_size)
-            .spawn(move || worker(conn, shared, work, idle_timeout, capped));
-        if let Err(e) = spawned {
-            self.shared.threads.fetch_sub(1, Ordering::AcqRel);
-            // The connection was moved into the failed closure and is closed
-            // with it; the client sees the connection close.
-            log::error!(
-                "[{}] cannot spawn a connection thread, dropping the connection: {e}",
-                sys::getpid()
-            );
-        }
+        st.queue.push_back(job);
+        let wake = self.shared.wake_one(&mut st);
+        drop(st);
+        self.shared.perform(wake);
+    }
+
+    /// (live threads, idle threads, queued jobs), for tests.
+    #[cfg(test)]
+    fn counts(&self) -> (usize, usize, usize) {
+        let st = self.shared.lock();
+        (st.threads, st.idle.len(), st.queue.len())
     }
 }
 
-impl Drop for Pool {
-    /// Wakes every idle thread so it retires now.
+impl<J: Send + 'static> Drop for Pool<J> {
+    /// Drops the queued jobs and wakes every idle thread so it retires now.
     fn drop(&mut self) {
-        self.shared.closed.store(true, Ordering::Release);
-        let idle = std::mem::take(&mut *self.shared.lock());
-        for w in idle {
-            drop(w.tx);
-            w.thread.unpark();
+        let mut st = self.shared.lock();
+        st.closed = true;
+        let queued = std::mem::take(&mut st.queue);
+        let idle = std::mem::take(&mut st.idle);
+        st.notified += idle.len();
+        drop(st);
+        drop(queued);
+        for s in idle {
+            s.popped.store(true, Ordering::Release);
+            s.thread.unpark();
         }
     }
 }
 
-fn run(work: &Work, conn: Conn) {
+fn run<J>(work: &Work<J>, job: J) {
     // The HTTP layer catches handler panics itself; this is the safety net
     // for any other work function, so a panic costs one connection and never
     // the thread's bookkeeping.
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn))).is_err() {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(job))).is_err() {
         log::error!(
             "[{}] connection worker panicked; connection closed",
             sys::getpid()
@@ -167,107 +210,150 @@ fn run(work: &Work, conn: Conn) {
     }
 }
 
-fn worker(
-    first: Conn,
-    shared: Arc<Shared>,
-    work: Work,
-    idle_timeout: Duration,
-    max_threads_set: bool,
-) {
-    run(&work, first);
-    let (tx, rx): (Sender<Conn>, Receiver<Conn>) = crossbeam_channel::bounded(1);
+fn worker<J: Send + 'static>(shared: Arc<Shared<J>>) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let popped = Arc::new(AtomicBool::new(false));
+    // A spawned thread counts as notified until it looks at the queue.
+    let mut notified = true;
     loop {
-        shared.lock().push(Idle {
-            id,
-            tx: tx.clone(),
-            thread: std::thread::current(),
-        });
-        if max_threads_set {
-            shared.went_idle.notify_one();
+        let mut st = shared.lock();
+        if std::mem::take(&mut notified) {
+            st.notified -= 1;
         }
-        let deadline = Instant::now() + idle_timeout;
-        let conn = loop {
-            if let Ok(c) = rx.try_recv() {
-                break Some(c);
-            }
-            if shared.closed.load(Ordering::Acquire) {
-                break None;
-            }
+        if let Some(job) = st.queue.pop_front() {
+            let wake = shared.wake_one(&mut st);
+            drop(st);
+            shared.perform(wake);
+            run(&shared.work, job);
+            continue;
+        }
+        if st.closed {
+            st.threads -= 1;
+            return;
+        }
+        popped.store(false, Ordering::Relaxed);
+        st.idle.push(Sleeper {
+            id,
+            thread: std::thread::current(),
+            popped: popped.clone(),
+        });
+        drop(st);
+        let deadline = Instant::now() + shared.idle_timeout;
+        loop {
             let now = Instant::now();
-            if now >= deadline {
-                let mut idle = shared.lock();
-                if let Some(i) = idle.iter().position(|w| w.id == id) {
-                    idle.remove(i);
-                    break None;
-                }
-                // Popped by the accept thread: the connection is on its way.
-                drop(idle);
-                std::thread::park_timeout(Duration::from_millis(50));
-                continue;
+            if now < deadline {
+                std::thread::park_timeout(deadline - now);
             }
-            std::thread::park_timeout(deadline - now);
-        };
-        match conn {
-            Some(c) => run(&work, c),
-            None => break,
+            if popped.load(Ordering::Acquire) {
+                notified = true;
+                break;
+            }
+            if Instant::now() >= deadline {
+                let mut st = shared.lock();
+                if popped.load(Ordering::Acquire) {
+                    notified = true;
+                    break;
+                }
+                if let Some(i) = st.idle.iter().position(|s| s.id == id) {
+                    st.idle.remove(i);
+                }
+                st.threads -= 1;
+                return;
+            }
         }
     }
-    shared.threads.fetch_sub(1, Ordering::AcqRel);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drain::Tracker;
-    use std::os::fd::AsRawFd;
     use std::sync::mpsc;
 
-    fn conn(tracker: &Arc<Tracker>) -> Conn {
-        let (a, _b) = sys::socketpair().unwrap();
-        let reg = tracker.register(a.as_raw_fd(), false);
-        Conn::new(a, sys::SockAddr::Other, reg)
+    fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting: {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     #[test]
     fn reuses_idle_threads_and_retires_them() {
-        let tracker = Tracker::new().unwrap();
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
-        let work: Work = Arc::new(move |_c: Conn| {
+        let work: Work<u32> = Arc::new(move |n: u32| {
             tx.lock()
                 .unwrap()
-                .send(std::thread::current().id())
+                .send((n, std::thread::current().id()))
                 .unwrap();
         });
-        let pool = Pool::new(work, 64 * 1024, Duration::from_millis(100), None);
+        let pool = Pool::new(work, 64 * 1024, Duration::from_millis(200), None);
         let t = Duration::from_secs(10);
-        pool.dispatch(conn(&tracker));
-        let first = rx.recv_timeout(t).unwrap();
-        // Wait until that thread is idle on the stack, then reuse it.
-        let deadline = Instant::now() + t;
-        while pool.shared.lock().is_empty() {
-            assert!(Instant::now() < deadline, "thread never became idle");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        pool.dispatch(conn(&tracker));
+        pool.dispatch(1);
+        let (_, first) = rx.recv_timeout(t).unwrap();
+        wait_for("thread idle", || pool.counts() == (1, 1, 0));
+        pool.dispatch(2);
         assert_eq!(
             rx.recv_timeout(t).unwrap(),
-            first,
-            "the idle thread is reused"
+            (2, first),
+            "idle thread reused"
         );
-        // It goes idle again, and after the idle timeout it retires.
-        let deadline = Instant::now() + t;
-        while pool.shared.lock().is_empty() {
-            assert!(Instant::now() < deadline, "thread never became idle");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        loop {
-            std::thread::sleep(Duration::from_millis(20));
-            if pool.shared.lock().is_empty() && tracker.active() == 0 {
-                break;
+        // After the idle timeout it retires.
+        wait_for("thread retired", || pool.counts() == (0, 0, 0));
+        // A new job then gets a new thread.
+        pool.dispatch(3);
+        assert_eq!(rx.recv_timeout(t).unwrap().0, 3);
+    }
+
+    #[test]
+    fn blocking_jobs_each_get_a_thread() {
+        // Eight jobs that all block until released: every one must be
+        // running at once (chain wake-ups), none stuck behind another.
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let g = gate.clone();
+        let work: Work<u32> = Arc::new(move |n: u32| {
+            tx.lock().unwrap().send(n).unwrap();
+            let (m, c) = &*g;
+            let mut open = m.lock().unwrap();
+            while !*open {
+                open = c.wait(open).unwrap();
             }
-            assert!(Instant::now() < deadline, "idle thread did not retire");
+        });
+        let pool = Pool::new(work, 64 * 1024, Duration::from_secs(5), None);
+        for n in 0..8 {
+            pool.dispatch(n);
         }
+        let mut started: Vec<u32> = (0..8)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        started.sort();
+        assert_eq!(started, (0..8).collect::<Vec<_>>());
+        assert_eq!(pool.counts().0, 8);
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        wait_for("all idle", || pool.counts() == (8, 8, 0));
+    }
+
+    #[test]
+    fn cap_queues_jobs_until_a_thread_is_free() {
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let work: Work<u32> = Arc::new(move |n: u32| {
+            std::thread::sleep(Duration::from_millis(20));
+            tx.lock().unwrap().send(n).unwrap();
+        });
+        let pool = Pool::new(work, 64 * 1024, Duration::from_secs(5), Some(2));
+        for n in 0..10 {
+            pool.dispatch(n);
+        }
+        assert!(pool.counts().0 <= 2);
+        let mut done: Vec<u32> = (0..10)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        assert!(pool.counts().0 <= 2, "never more threads than the cap");
+        done.sort();
+        assert_eq!(done, (0..10).collect::<Vec<_>>());
     }
 }

@@ -22,7 +22,11 @@ use crate::accept::{accept_loop, Waker};
 use crate::conn::Conn;
 use crate::drain::{DrainStats, Tracker};
 use crate::listener::{self, ListenAddr, Listeners};
+use crate::park::{HttpConn, ParkLot};
 use crate::pool::Pool;
+
+/// Hands an accepted connection to the pool.
+type Dispatch = Arc<dyn Fn(Conn) + Send + Sync>;
 use crate::upgrade::{child, parent, UpgradeError, UpgradeStats};
 use crate::{notify, pidfile, sys};
 
@@ -266,25 +270,71 @@ impl Server {
     }
 
     /// Serves HTTP/1.1 with `handler` until shut down or replaced.
+    ///
+    /// A connection has a thread while it has a request to serve; between
+    /// requests it is parked with the idle poller ([`crate::park`]), so idle
+    /// keep-alive connections hold no threads.
     pub fn serve_http<H: crate::http::Handler>(
         self,
         handler: H,
         http: crate::http::Config,
     ) -> io::Result<Outcome> {
-        let handler = Arc::new(handler);
-        self.serve(move |mut conn: Conn| {
-            crate::http::serve_connection(&mut conn, &*handler, &http);
-        })
+        let lot = ParkLot::new(self.tracker.clone(), http.clone())?;
+        let work: crate::pool::Work<HttpConn> = {
+            let lot = lot.clone();
+            Arc::new(move |mut job: HttpConn| {
+                let step = crate::http::conn::serve_ready(
+                    &mut job.conn,
+                    &handler,
+                    &http,
+                    &mut job.session,
+                );
+                if let crate::http::conn::Step::Park = step {
+                    lot.park(job);
+                }
+            })
+        };
+        let pool = Arc::new(self.pool(work));
+        lot.start(pool.clone())?;
+        let dispatch = {
+            let pool = pool.clone();
+            Arc::new(move |conn: Conn| pool.dispatch(HttpConn::new(conn)))
+        };
+        let result = self.serve_with(dispatch);
+        lot.stop();
+        drop(pool);
+        result
     }
 
     /// Serves connections with `work` (run on a connection thread per
-    /// connection) until a shutdown or an upgrade finishes draining.
+    /// connection, which also waits while the connection is idle) until a
+    /// shutdown or an upgrade finishes draining.
     pub fn serve<F>(self, work: F) -> io::Result<Outcome>
     where
         F: Fn(Conn) + Send + Sync + 'static,
     {
+        let pool = Arc::new(self.pool(Arc::new(work)));
+        let dispatch = {
+            let pool = pool.clone();
+            Arc::new(move |conn: Conn| pool.dispatch(conn))
+        };
+        let result = self.serve_with(dispatch);
+        drop(pool);
+        result
+    }
+
+    fn pool<J: Send + 'static>(&self, work: crate::pool::Work<J>) -> Pool<J> {
+        Pool::new(
+            work,
+            self.cfg.thread_stack_size,
+            self.cfg.thread_idle_timeout,
+            self.cfg.max_connections,
+        )
+    }
+
+    fn serve_with(self, dispatch: Dispatch) -> io::Result<Outcome> {
         let done = self.done.clone();
-        let result = self.run(Arc::new(work));
+        let result = self.run(dispatch);
         if let Ok(o) = &result {
             *done.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(o.clone());
             done.cond.notify_all();
@@ -292,7 +342,7 @@ impl Server {
         result
     }
 
-    fn run(mut self, work: crate::pool::Work) -> io::Result<Outcome> {
+    fn run(mut self, dispatch: Dispatch) -> io::Result<Outcome> {
         let pid = sys::getpid();
         if self.cfg.raise_nofile_limit {
             match sys::raise_nofile_limit() {
@@ -322,20 +372,14 @@ impl Server {
         }
         let stop_fd = Arc::new(sys::eventfd()?);
         let waker = Waker::new()?;
-        let pool = Arc::new(Pool::new(
-            work,
-            self.cfg.thread_stack_size,
-            self.cfg.thread_idle_timeout,
-            self.cfg.max_connections,
-        ));
         let fds: Vec<RawFd> = self.listeners.iter().map(|l| l.as_raw_fd()).collect();
         let accept_thread = {
-            let (waker, tracker, pool) = (waker.clone(), self.tracker.clone(), pool.clone());
+            let (waker, tracker) = (waker.clone(), self.tracker.clone());
             let max = self.cfg.max_connections;
             let fds = fds.clone();
             std::thread::Builder::new()
                 .name("grace-accept".into())
-                .spawn(move || accept_loop(&fds, &waker, &tracker, &pool, max))?
+                .spawn(move || accept_loop(&fds, &waker, &tracker, &*dispatch, max))?
         };
         let stop = |signals: Option<signal_hook::iterator::Handle>| {
             if let Some(s) = signals {
@@ -413,7 +457,6 @@ impl Server {
                 pidfile::remove_if_ours(path);
             }
         }
-        drop(pool);
         Ok(outcome)
     }
 }

@@ -439,58 +439,72 @@ pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     cvt_size(n, "send")
 }
 
-/// `recv(2)` with `flags` (`MSG_DONTWAIT` for a non-blocking read, 0 to
-/// block until data, end of stream, `SO_RCVTIMEO` or `shutdown(SHUT_RD)`).
+/// `recv(2)` with `flags` (`MSG_DONTWAIT` for a non-blocking read).
 pub fn recv(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
     // SAFETY: buf is a live, exclusively borrowed byte slice of buf.len() bytes.
     let n = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), flags) };
     cvt_size(n, "recv")
 }
 
-/// Sets `SO_RCVTIMEO`: a blocking `recv` fails with `EAGAIN` after `d`.
-pub fn set_recv_timeout(fd: RawFd, d: Duration) -> io::Result<()> {
-    let tv = libc::timeval {
-        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_usec: d.subsec_micros() as libc::suseconds_t,
-    };
+/// `epoll_create1(EPOLL_CLOEXEC)`.
+pub fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: no pointers.
+    let fd = cvt(
+        unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) },
+        "epoll_create1",
+    )?;
+    Ok(owned(fd))
+}
+
+/// `epoll_ctl(2)`: `op` is `EPOLL_CTL_ADD`, `MOD` or `DEL`; `token` comes
+/// back in the event's data.
+pub fn epoll_ctl(
+    epfd: RawFd,
+    op: libc::c_int,
+    fd: RawFd,
+    events: u32,
+    token: u64,
+) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: token };
     cvt(
-        // SAFETY: we pass a pointer to a live timeval and its exact size.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &tv as *const libc::timeval as *const libc::c_void,
-                mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        },
-        "setsockopt(SO_RCVTIMEO)",
+        // SAFETY: ev is a live local; the kernel only reads it.
+        unsafe { libc::epoll_ctl(epfd, op, fd, &mut ev) },
+        "epoll_ctl",
     )?;
     Ok(())
 }
 
-/// True if the TCP peer has closed its side (the socket left ESTABLISHED
-/// for CLOSE_WAIT or a later state), read from `TCP_INFO`. Used where a
-/// zero-byte read cannot tell end of stream from our own `SHUT_RD`.
-pub fn tcp_peer_closed(fd: RawFd) -> bool {
-    // tcpi_state is the first byte of struct tcp_info; the kernel copies
-    // only as many bytes as we ask for.
-    let mut info = [0u8; 8];
-    let mut len = info.len() as libc::socklen_t;
-    // SAFETY: info and len are live locals; the kernel writes at most len bytes.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            info.as_mut_ptr() as *mut libc::c_void,
-            &mut len,
-        )
+/// An empty `epoll_event` buffer entry.
+pub fn epoll_event() -> libc::epoll_event {
+    libc::epoll_event { events: 0, u64: 0 }
+}
+
+/// `epoll_wait(2)` into `events`; `timeout` of `None` waits forever.
+/// Returns how many entries were filled.
+pub fn epoll_wait(
+    epfd: RawFd,
+    events: &mut [libc::epoll_event],
+    timeout: Option<Duration>,
+) -> io::Result<usize> {
+    let ms = match timeout {
+        None => -1,
+        Some(d) => d.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int,
     };
-    const ESTABLISHED: u8 = 1;
-    const FIN_WAIT1: u8 = 4;
-    const FIN_WAIT2: u8 = 5;
-    r == -1 || !matches!(info[0], ESTABLISHED | FIN_WAIT1 | FIN_WAIT2)
+    let max = events.len().min(libc::c_int::MAX as usize) as libc::c_int;
+    // SAFETY: events is a live, exclusively borrowed slice of at least `max`
+    // entries, which the kernel fills.
+    let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), max, ms) };
+    cvt(n, "epoll_wait").map(|n| n as usize)
+}
+
+/// Reads (and so resets) an eventfd's counter; `Ok(false)` if it was 0.
+pub fn eventfd_clear(fd: RawFd) -> io::Result<bool> {
+    let mut v = [0u8; 8];
+    match read(fd, &mut v) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// `sendmsg(2)` of several buffers with `MSG_NOSIGNAL | MSG_DONTWAIT` (a

@@ -91,6 +91,14 @@ impl ReadBuf {
         }
     }
 
+    /// Empties the buffer for another connection, with a new size limit.
+    pub(crate) fn reset(&mut self, max: usize) {
+        self.start = 0;
+        self.end = 0;
+        self.max = max;
+        self.buf.truncate(max);
+    }
+
     pub(crate) fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }

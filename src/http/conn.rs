@@ -1,5 +1,6 @@
 //! The per-connection loop: persistent connections and pipelining.
 
+use std::cell::Cell;
 use std::io::{self, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -28,33 +29,132 @@ const ERROR_CONTENT_TYPE: &[u8] = b"Content-Type: text/plain; charset=utf-8\r\n"
 /// closes.
 ///
 /// The caller should call this right after accepting: a new connection must
-/// send its first head within [`Config::head_timeout`] of the call.
+/// send its first head within [`Config::head_timeout`] of the call. A
+/// transport whose [`Transport::wait_idle`] returns [`Idle::Park`] is closed
+/// at that point: only the server's own runner can park a connection.
 pub fn serve_connection<T: Transport, H: Handler + ?Sized>(
     t: &mut T,
     handler: &H,
     cfg: &Config,
 ) -> ConnStats {
-    let accepted = Instant::now();
+    let mut session = Session::new();
+    if let Step::Park = serve_ready(t, handler, cfg, &mut session) {
+        t.close(None);
+    }
+    session.stats
+}
+
+/// A connection's HTTP state between requests: all that is kept while the
+/// connection is parked (its buffers belong to the thread serving it).
+#[derive(Debug)]
+pub(crate) struct Session {
+    accepted: Instant,
+    /// No request head read yet: the head deadline counts from `accepted`.
+    first: bool,
+    /// The transport reported a drain while idle.
+    drained: bool,
+    pub(crate) stats: ConnStats,
+}
+
+impl Session {
+    pub(crate) fn new() -> Session {
+        Session {
+            accepted: Instant::now(),
+            first: true,
+            drained: false,
+            stats: ConnStats::default(),
+        }
+    }
+
+    /// When a parked connection that has sent nothing must be closed: the
+    /// first head's deadline for a new connection, else the idle timeout.
+    pub(crate) fn idle_deadline(&self, cfg: &Config, now: Instant) -> Instant {
+        if self.first {
+            self.accepted + cfg.head_timeout
+        } else {
+            now + cfg.idle_timeout
+        }
+    }
+}
+
+/// How [`serve_ready`] left the connection.
+pub(crate) enum Step {
+    /// Between requests with nothing to read: park it until readable.
+    Park,
+    /// Closed.
+    Closed,
+}
+
+/// A thread's buffers, reused by every connection it serves.
+struct Bufs {
+    rbuf: ReadBuf,
+    wbuf: Vec<u8>,
+    stream_buf: Vec<u8>,
+}
+
+thread_local! {
+    static BUFS: Cell<Option<Bufs>> = const { Cell::new(None) };
+}
+
+/// Serves requests on `t` while it has them; returns [`Step::Park`] when the
+/// transport asks to park between requests, or [`Step::Closed`] once the
+/// connection is closed (as [`serve_connection`] closes it).
+pub(crate) fn serve_ready<T: Transport, H: Handler + ?Sized>(
+    t: &mut T,
+    handler: &H,
+    cfg: &Config,
+    session: &mut Session,
+) -> Step {
     let max_buf = cfg
         .max_head_bytes
         .max(cfg.max_chunk_ext_len.saturating_add(64))
         .max(1024);
+    let bufs = match BUFS.with(|b| b.take()) {
+        Some(mut b) => {
+            b.rbuf.reset(max_buf);
+            b
+        }
+        None => Bufs {
+            rbuf: ReadBuf::new(READ_BUF_INITIAL, max_buf),
+            wbuf: Vec::with_capacity(512),
+            stream_buf: Vec::new(),
+        },
+    };
     let mut conn = Conn {
         t,
         cfg,
-        rbuf: ReadBuf::new(READ_BUF_INITIAL, max_buf),
-        wbuf: Vec::with_capacity(512),
-        stream_buf: Vec::new(),
-        stats: ConnStats::default(),
+        rbuf: bufs.rbuf,
+        wbuf: bufs.wbuf,
+        stream_buf: bufs.stream_buf,
+        stats: std::mem::take(&mut session.stats),
         busy: false,
     };
-    let linger = conn.run(handler, accepted);
+    let next = conn.run(handler, session);
     if conn.busy {
         conn.t.set_busy(false);
     }
-    let linger = linger.then(|| Instant::now() + cfg.linger_timeout);
-    conn.t.close(linger);
-    conn.stats
+    session.stats = std::mem::take(&mut conn.stats);
+    let Conn {
+        t,
+        rbuf,
+        wbuf,
+        stream_buf,
+        ..
+    } = conn;
+    BUFS.with(|b| {
+        b.set(Some(Bufs {
+            rbuf,
+            wbuf,
+            stream_buf,
+        }))
+    });
+    match next {
+        Next::KeepAlive => Step::Park,
+        Next::Close { linger } => {
+            t.close(linger.then(|| Instant::now() + cfg.linger_timeout));
+            Step::Closed
+        }
+    }
 }
 
 struct Conn<'c> {
@@ -69,7 +169,7 @@ struct Conn<'c> {
     busy: bool,
 }
 
-/// After a response: keep going, or close (lingering or not).
+/// After a response: keep going (or park), or close (lingering or not).
 enum Next {
     KeepAlive,
     Close { linger: bool },
@@ -92,45 +192,41 @@ struct Written {
 }
 
 impl Conn<'_> {
-    /// Runs the loop; returns whether the final close should linger.
-    fn run<H: Handler + ?Sized>(&mut self, handler: &H, accepted: Instant) -> bool {
+    /// Runs the loop until the connection must close, or (as
+    /// [`Next::KeepAlive`]) the transport parks it between requests.
+    fn run<H: Handler + ?Sized>(&mut self, handler: &H, s: &mut Session) -> Next {
         let cfg = self.cfg;
-        let mut first = true;
-        let mut drained = false;
         loop {
             let head_deadline = if self.rbuf.is_empty() {
-                let deadline = if first {
-                    accepted + cfg.head_timeout
-                } else {
-                    Instant::now() + cfg.idle_timeout
-                };
-                match self.t.wait_idle(deadline) {
+                let now = Instant::now();
+                match self.t.wait_idle(s.idle_deadline(cfg, now)) {
                     Ok(Idle::Data) => {}
+                    Ok(Idle::Park) => return Next::KeepAlive,
                     Ok(Idle::Drain) => {
-                        drained = true;
+                        s.drained = true;
                         match self.t.wait_idle(Instant::now() + cfg.drain_grace) {
                             Ok(Idle::Data) => {}
-                            Ok(Idle::Eof) | Err(_) => return false,
-                            Ok(Idle::TimedOut | Idle::Drain) => {
+                            Ok(Idle::Eof) | Err(_) => return Next::Close { linger: false },
+                            Ok(Idle::TimedOut | Idle::Drain | Idle::Park) => {
                                 log::debug!(
                                     "[{}] closing idle connection: draining",
                                     std::process::id()
                                 );
-                                return true;
+                                return Next::Close { linger: true };
                             }
                         }
                     }
-                    Ok(Idle::Eof) | Err(_) => return false,
+                    Ok(Idle::Eof) | Err(_) => return Next::Close { linger: false },
                     Ok(Idle::TimedOut) => {
                         log::debug!(
                             "[{}] closing idle connection: timed out",
                             std::process::id()
                         );
-                        return true;
+                        return Next::Close { linger: true };
                     }
                 }
-                if first {
-                    accepted + cfg.head_timeout
+                if s.first {
+                    s.accepted + cfg.head_timeout
                 } else {
                     Instant::now() + cfg.head_timeout
                 }
@@ -138,11 +234,11 @@ impl Conn<'_> {
                 // Pipelined bytes: serve them at once.
                 Instant::now() + cfg.head_timeout
             };
-            first = false;
+            s.first = false;
 
             let head = match self.read_head(head_deadline) {
                 Ok(head) => head,
-                Err(HeadFail::Gone) => return false,
+                Err(HeadFail::Gone) => return Next::Close { linger: false },
                 Err(HeadFail::Reject(e)) => {
                     log::debug!(
                         "[{}] rejecting request: {} ({})",
@@ -151,12 +247,12 @@ impl Conn<'_> {
                         e.reason
                     );
                     let _ = self.send_error(e.status, false);
-                    return true;
+                    return Next::Close { linger: true };
                 }
             };
-            match self.serve_one(handler, head, drained) {
+            match self.serve_one(handler, head, s.drained) {
                 Next::KeepAlive => {}
-                Next::Close { linger } => return linger,
+                close => return close,
             }
         }
     }

@@ -19,7 +19,7 @@
 use std::time::Duration;
 
 mod body;
-mod conn;
+pub(crate) mod conn;
 mod head;
 mod mem;
 mod response;

@@ -21,6 +21,13 @@ pub enum Idle {
     /// [`Transport::wait_idle`] again and answers any request with
     /// `Connection: close`.
     Drain,
+    /// Nothing to read yet, and the transport belongs to a server that parks
+    /// idle connections: the HTTP loop returns, and the server's idle poller
+    /// hands the connection back to a thread once its next request arrives.
+    /// Only server connections served by [`crate::Server::serve_http`]
+    /// return it; [`crate::http::serve_connection`] closes a transport that
+    /// does.
+    Park,
 }
 
 /// What the HTTP layer needs from a connection.

@@ -1,0 +1,572 @@
+//! The idle poller: where HTTP connections wait between requests.
+//!
+//! A thread serves a connection while it has a request to serve. When the
+//! connection goes idle (a response written, nothing more buffered), the
+//! thread *parks* it here and goes back to the pool for other work. One
+//! poller thread watches every parked connection in one epoll set
+//! (`EPOLLONESHOT`, so each readiness is delivered once), together with the
+//! drain eventfd and its own stop eventfd:
+//!
+//! - a parked connection turns readable (its next request, or its close):
+//!   the poller takes it out and queues it on the pool, which hands it to a
+//!   thread that serves it (see [`crate::pool`] for how that batches);
+//! - its deadline passes (the first head's deadline for a connection that
+//!   has sent nothing yet, else the idle timeout): the poller closes it
+//!   politely, without a thread: `shutdown(SHUT_WR)`, then it stays in the
+//!   set as *lingering*, its input read and discarded, until the peer's end
+//!   of stream or the linger timeout;
+//! - the drain starts: every parked connection's deadline becomes at most
+//!   `drain_grace` away. A request that arrives within the grace is served
+//!   (with `Connection: close`, since the server is draining); a connection
+//!   that sends nothing is closed politely when its grace ends. That is the
+//!   keep-alive race of BRIEF §3 handled for every idle connection at once.
+//!
+//! An idle keep-alive connection so costs a slot here (a few hundred bytes)
+//! and kernel socket buffers, not a thread and its stack.
+//!
+//! Tokens carry the slot index and a generation, so an event for a slot
+//! that has since been reused (possible only while a fork for an upgrade
+//! briefly holds a copy of a closed socket) is recognised and ignored.
+//! Every `epoll_ctl` on a parked fd happens under the slab lock, while the
+//! slot owns the connection, so it never touches a closed or reused fd.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::conn::{Conn, Parking, LINGER_DISCARD_LIMIT};
+use crate::drain::Tracker;
+use crate::http::conn::Session;
+use crate::pool::Pool;
+use crate::sys;
+
+/// A connection served by the HTTP runner: the socket and the HTTP state
+/// kept between requests. The pool's job for [`crate::Server::serve_http`].
+pub(crate) struct HttpConn {
+    pub(crate) conn: Conn,
+    pub(crate) session: Session,
+}
+
+impl HttpConn {
+    /// A newly accepted connection.
+    pub(crate) fn new(mut conn: Conn) -> HttpConn {
+        conn.set_parking(Parking::Check);
+        HttpConn {
+            conn,
+            session: Session::new(),
+        }
+    }
+}
+
+const WAKE: u64 = u64::MAX;
+const DRAIN: u64 = u64::MAX - 1;
+/// Readable, or the peer half-closed; one delivery per arming.
+const EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32;
+/// Deadlines are checked at most this often (they are honoured to within
+/// this much).
+const MIN_SWEEP: Duration = Duration::from_millis(5);
+/// Events taken per `epoll_wait`.
+const BATCH: usize = 256;
+
+enum Slot {
+    Free,
+    Parked {
+        job: HttpConn,
+        deadline: Instant,
+    },
+    Lingering {
+        conn: Conn,
+        deadline: Instant,
+        left: usize,
+    },
+}
+
+struct Entry {
+    generation: u32,
+    slot: Slot,
+}
+
+#[derive(Default)]
+struct Slab {
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+    parked: usize,
+    lingering: usize,
+    /// The earliest deadline of any slot (may be stale: early is harmless).
+    next_deadline: Option<Instant>,
+    draining: bool,
+}
+
+impl Slab {
+    fn insert(&mut self, slot: Slot) -> u64 {
+        let deadline = match &slot {
+            Slot::Parked { deadline, .. } => {
+                self.parked += 1;
+                *deadline
+            }
+            Slot::Lingering { deadline, .. } => {
+                self.lingering += 1;
+                *deadline
+            }
+            Slot::Free => unreachable!("inserting a free slot"),
+        };
+        self.next_deadline = Some(self.next_deadline.map_or(deadline, |d| d.min(deadline)));
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.entries.push(Entry {
+                    generation: 0,
+                    slot: Slot::Free,
+                });
+                (self.entries.len() - 1) as u32
+            }
+        };
+        let e = &mut self.entries[idx as usize];
+        e.slot = slot;
+        (u64::from(e.generation) << 32) | u64::from(idx)
+    }
+
+    fn get(&mut self, token: u64) -> Option<&mut Slot> {
+        let idx = (token & 0xffff_ffff) as usize;
+        let e = self.entries.get_mut(idx)?;
+        (u64::from(e.generation) == token >> 32 && !matches!(e.slot, Slot::Free))
+            .then_some(&mut e.slot)
+    }
+
+    fn remove(&mut self, token: u64) -> Slot {
+        let idx = (token & 0xffff_ffff) as u32;
+        let e = &mut self.entries[idx as usize];
+        let slot = std::mem::replace(&mut e.slot, Slot::Free);
+        match slot {
+            Slot::Parked { .. } => self.parked -= 1,
+            Slot::Lingering { .. } => self.lingering -= 1,
+            Slot::Free => {}
+        }
+        e.generation = e.generation.wrapping_add(1);
+        self.free.push(idx);
+        slot
+    }
+
+    fn token(&self, idx: usize) -> u64 {
+        (u64::from(self.entries[idx].generation) << 32) | idx as u64
+    }
+}
+
+/// The idle poller; see the module docs.
+pub(crate) struct ParkLot {
+    epfd: OwnedFd,
+    wake: OwnedFd,
+    slab: Mutex<Slab>,
+    stopped: AtomicBool,
+    tracker: Arc<Tracker>,
+    cfg: crate::http::Config,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl ParkLot {
+    /// A poller for connections of `tracker`, with `cfg`'s timeouts.
+    pub(crate) fn new(tracker: Arc<Tracker>, cfg: crate::http::Config) -> io::Result<Arc<Self>> {
+        let epfd = sys::epoll_create()?;
+        let wake = sys::eventfd()?;
+        sys::epoll_ctl(
+            epfd.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            wake.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            WAKE,
+        )?;
+        sys::epoll_ctl(
+            epfd.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            tracker.drain_fd(),
+            (libc::EPOLLIN | libc::EPOLLONESHOT) as u32,
+            DRAIN,
+        )?;
+        Ok(Arc::new(ParkLot {
+            epfd,
+            wake,
+            slab: Mutex::new(Slab::default()),
+            stopped: AtomicBool::new(false),
+            tracker,
+            cfg,
+            thread: Mutex::new(None),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slab> {
+        // Updates under this lock are single replacements; a panic cannot
+        // tear the slab, so poisoning is ignored.
+        self.slab.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the poller thread, which hands readable connections to `pool`.
+    pub(crate) fn start(self: &Arc<Self>, pool: Arc<Pool<HttpConn>>) -> io::Result<()> {
+        let lot = self.clone();
+        let handle = std::thread::Builder::new()
+            .name("grace-idle".into())
+            .spawn(move || lot.run(&pool))?;
+        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(())
+    }
+
+    /// Stops the poller thread and closes every connection still parked.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        if let Err(e) = sys::eventfd_signal(self.wake.as_raw_fd()) {
+            log::error!("[{}] cannot wake the idle poller: {e}", sys::getpid());
+        }
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        let mut slab = self.lock();
+        let entries = std::mem::take(&mut slab.entries);
+        *slab = Slab::default();
+        drop(slab);
+        drop(entries);
+    }
+
+    /// (parked, lingering) connections, for tests and logs.
+    #[cfg(test)]
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let slab = self.lock();
+        (slab.parked, slab.lingering)
+    }
+
+    /// Parks `job` until its socket is readable or its deadline passes.
+    pub(crate) fn park(&self, mut job: HttpConn) {
+        let now = Instant::now();
+        let mut slab = self.lock();
+        if self.stopped.load(Ordering::Acquire) {
+            drop(slab);
+            // The server is gone: close (dropping the connection closes it).
+            return;
+        }
+        let mut deadline = job.session.idle_deadline(&self.cfg, now);
+        if self.tracker.draining() {
+            deadline = deadline.min(now + self.cfg.drain_grace);
+        }
+        let fd = job.conn.as_raw_fd();
+        let op = if job.conn.in_epoll {
+            libc::EPOLL_CTL_MOD
+        } else {
+            libc::EPOLL_CTL_ADD
+        };
+        job.conn.in_epoll = true;
+        let token = slab.insert(Slot::Parked { job, deadline });
+        if let Err(e) = sys::epoll_ctl(self.epfd.as_raw_fd(), op, fd, EVENTS, token) {
+            let slot = slab.remove(token);
+            drop(slab);
+            log::warn!(
+                "[{}] cannot watch an idle connection ({e}); closing it",
+                sys::getpid()
+            );
+            drop(slot);
+            return;
+        }
+        let wake_poller = slab.next_deadline == Some(deadline);
+        drop(slab);
+        if wake_poller {
+            // The poller may be sleeping past this new, earlier deadline.
+            let _ = sys::eventfd_signal(self.wake.as_raw_fd());
+        }
+    }
+
+    fn rearm(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        sys::epoll_ctl(
+            self.epfd.as_raw_fd(),
+            libc::EPOLL_CTL_MOD,
+            fd,
+            EVENTS,
+            token,
+        )
+    }
+
+    /// The poller thread.
+    fn run(&self, pool: &Pool<HttpConn>) {
+        let pid = sys::getpid();
+        let mut events = vec![sys::epoll_event(); BATCH];
+        let mut ready: Vec<HttpConn> = Vec::new();
+        let mut closed: Vec<Conn> = Vec::new();
+        let mut last_sweep = Instant::now();
+        loop {
+            let timeout = self.lock().next_deadline.map(|d| {
+                d.max(last_sweep + MIN_SWEEP)
+                    .saturating_duration_since(Instant::now())
+            });
+            let n = match sys::epoll_wait(self.epfd.as_raw_fd(), &mut events, timeout) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(e) => {
+                    log::error!("[{pid}] idle poller: {e}");
+                    std::thread::sleep(MIN_SWEEP);
+                    0
+                }
+            };
+            let now = Instant::now();
+            let mut slab = self.lock();
+            for ev in &events[..n] {
+                match ev.u64 {
+                    WAKE => {
+                        let _ = sys::eventfd_clear(self.wake.as_raw_fd());
+                    }
+                    DRAIN => {
+                        slab.draining = true;
+                        let grace_end = now + self.cfg.drain_grace;
+                        for e in slab.entries.iter_mut() {
+                            if let Slot::Parked { deadline, .. } = &mut e.slot {
+                                *deadline = (*deadline).min(grace_end);
+                            }
+                        }
+                        if slab.parked > 0 {
+                            slab.next_deadline =
+                                Some(slab.next_deadline.map_or(grace_end, |d| d.min(grace_end)));
+                        }
+                        log::debug!(
+                            "[{pid}] draining {} idle connection(s): closing each that sends \
+                             nothing within {:?}",
+                            slab.parked,
+                            self.cfg.drain_grace
+                        );
+                    }
+                    token => self.on_ready(&mut slab, token, &mut ready, &mut closed),
+                }
+            }
+            if slab.next_deadline.is_some_and(|d| d <= now) {
+                last_sweep = now;
+                self.sweep(&mut slab, now, &mut closed);
+            }
+            drop(slab);
+            closed.clear();
+            for mut job in ready.drain(..) {
+                job.conn.set_parking(Parking::Ready);
+                pool.dispatch(job);
+            }
+            if self.stopped.load(Ordering::Acquire) {
+                break;
+            }
+        }
+        log::debug!("[{pid}] idle poller stopped");
+    }
+
+    fn on_ready(
+        &self,
+        slab: &mut Slab,
+        token: u64,
+        ready: &mut Vec<HttpConn>,
+        closed: &mut Vec<Conn>,
+    ) {
+        let done = match slab.get(token) {
+            // Stale (the slot was reused) or already free.
+            None | Some(Slot::Free) => return,
+            Some(Slot::Parked { .. }) => true,
+            Some(Slot::Lingering { conn, left, .. }) => {
+                conn.discard_ready(left) || self.rearm(conn.as_raw_fd(), token).is_err()
+            }
+        };
+        if done {
+            match slab.remove(token) {
+                Slot::Parked { job, .. } => ready.push(job),
+                Slot::Lingering { conn, .. } => closed.push(conn),
+                Slot::Free => {}
+            }
+        }
+    }
+
+    /// Closes what is due: parked connections past their deadline start a
+    /// polite close; lingering ones past theirs are closed.
+    fn sweep(&self, slab: &mut Slab, now: Instant, closed: &mut Vec<Conn>) {
+        let pid = sys::getpid();
+        let mut next: Option<Instant> = None;
+        let linger_end = now + self.cfg.linger_timeout;
+        for idx in 0..slab.entries.len() {
+            let due = match &slab.entries[idx].slot {
+                Slot::Free => continue,
+                Slot::Parked { deadline, .. } | Slot::Lingering { deadline, .. } => {
+                    if *deadline > now {
+                        next = Some(next.map_or(*deadline, |d| d.min(*deadline)));
+                        continue;
+                    }
+                    true
+                }
+            };
+            debug_assert!(due);
+            let token = slab.token(idx);
+            match slab.remove(token) {
+                Slot::Parked { mut job, .. } => {
+                    log::debug!(
+                        "[{pid}] closing idle connection: {}",
+                        if slab.draining {
+                            "draining"
+                        } else if job.session.stats.requests == 0 {
+                            "no request in time"
+                        } else {
+                            "timed out"
+                        }
+                    );
+                    if !job.conn.begin_linger() {
+                        closed.push(job.conn);
+                        continue;
+                    }
+                    let fd = job.conn.as_raw_fd();
+                    let token = slab.insert(Slot::Lingering {
+                        conn: job.conn,
+                        deadline: linger_end,
+                        left: LINGER_DISCARD_LIMIT,
+                    });
+                    next = Some(next.map_or(linger_end, |d| d.min(linger_end)));
+                    if self.rearm(fd, token).is_err() {
+                        if let Slot::Lingering { conn, .. } = slab.remove(token) {
+                            closed.push(conn);
+                        }
+                    }
+                }
+                Slot::Lingering { conn, .. } => closed.push(conn),
+                Slot::Free => {}
+            }
+        }
+        slab.next_deadline = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::Work;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    /// A parked connection, its client end, and a pool whose work records
+    /// what it was handed.
+    fn setup(
+        cfg: crate::http::Config,
+    ) -> (
+        Arc<Tracker>,
+        Arc<ParkLot>,
+        Arc<Pool<HttpConn>>,
+        std::sync::mpsc::Receiver<HttpConn>,
+    ) {
+        let tracker = Tracker::new().unwrap();
+        let lot = ParkLot::new(tracker.clone(), cfg).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = Mutex::new(tx);
+        let work: Work<HttpConn> = Arc::new(move |job| {
+            let _ = tx.lock().unwrap().send(job);
+        });
+        let pool = Arc::new(Pool::new(work, 64 * 1024, Duration::from_secs(5), None));
+        lot.start(pool.clone()).unwrap();
+        (tracker, lot, pool, rx)
+    }
+
+    fn connect(tracker: &Arc<Tracker>, l: &TcpListener) -> (HttpConn, TcpStream) {
+        let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, peer) = l.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let owned: OwnedFd = server.into();
+        let reg = tracker.register(owned.as_raw_fd());
+        let conn = Conn::new(owned, sys::SockAddr::Inet(peer), reg);
+        (HttpConn::new(conn), client)
+    }
+
+    fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting: {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn readable_connection_is_handed_back_once() {
+        let (tracker, lot, _pool, rx) = setup(crate::http::Config::default());
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (job, mut client) = connect(&tracker, &l);
+        lot.park(job);
+        assert_eq!(lot.counts(), (1, 0));
+        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+        client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        let job = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(lot.counts(), (0, 0));
+        // Parked again with the bytes still unread: handed back at once.
+        lot.park(job);
+        let job = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        drop(job);
+        assert_eq!(tracker.active(), 0);
+        lot.stop();
+    }
+
+    #[test]
+    fn idle_timeout_closes_politely_without_a_thread() {
+        let cfg = crate::http::Config {
+            idle_timeout: Duration::from_millis(50),
+            head_timeout: Duration::from_millis(50),
+            linger_timeout: Duration::from_secs(5),
+            ..Default::default()
+        };
+        let (tracker, lot, _pool, rx) = setup(cfg);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (job, mut client) = connect(&tracker, &l);
+        lot.park(job);
+        // The client sees end of stream (our FIN), not a reset.
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(client.read(&mut buf).unwrap(), 0);
+        assert_eq!(lot.counts(), (0, 1), "lingering until the client closes");
+        assert_eq!(tracker.active(), 1);
+        drop(client);
+        wait_for("connection closed", || tracker.active() == 0);
+        assert_eq!(lot.counts(), (0, 0));
+        assert!(rx.try_recv().is_err(), "no thread was involved");
+        lot.stop();
+    }
+
+    #[test]
+    fn drain_gives_idle_connections_a_grace_then_closes_them() {
+        let cfg = crate::http::Config {
+            drain_grace: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let (tracker, lot, _pool, rx) = setup(cfg);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (quiet, mut quiet_client) = connect(&tracker, &l);
+        let (busy, mut busy_client) = connect(&tracker, &l);
+        lot.park(quiet);
+        lot.park(busy);
+        let started = Instant::now();
+        tracker.start_drain();
+        // A request within the grace is handed to a thread.
+        busy_client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let job = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        drop(job);
+        // The quiet one is closed once the grace is over.
+        quiet_client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(quiet_client.read(&mut buf).unwrap(), 0);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        drop(quiet_client);
+        assert!(tracker.wait_empty(Instant::now() + Duration::from_secs(10)));
+        lot.stop();
+        drop(busy_client);
+    }
+
+    #[test]
+    fn stop_closes_parked_connections() {
+        let (tracker, lot, _pool, _rx) = setup(crate::http::Config::default());
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (job, _client) = connect(&tracker, &l);
+        lot.park(job);
+        assert_eq!(tracker.active(), 1);
+        lot.stop();
+        assert_eq!(tracker.active(), 0);
+        // Parking after stop closes at once.
+        let (job, _client2) = connect(&tracker, &l);
+        lot.park(job);
+        assert_eq!(tracker.active(), 0);
+    }
+}

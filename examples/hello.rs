@@ -45,6 +45,7 @@ OPTIONS:
   --greeting TEXT          what GET / answers (default \"hello\")
   --refuse-upgrade-if PATH the pre-upgrade hook fails while PATH exists
   --no-raise-nofile        keep the soft RLIMIT_NOFILE as it is
+  --no-sched-batch         keep the default scheduling policy (not SCHED_BATCH)
   --help                   print this help
 
 ROUTES:
@@ -87,6 +88,10 @@ fn parse_args() -> Result<Args, String> {
         }
         if flag == "--no-raise-nofile" {
             a.cfg.raise_nofile_limit = false;
+            continue;
+        }
+        if flag == "--no-sched-batch" {
+            a.cfg.sched_batch = false;
             continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;

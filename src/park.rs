@@ -201,12 +201,22 @@ impl ParkLot {
         self.slab.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts the poller thread, which hands readable connections to `pool`.
-    pub(crate) fn start(self: &Arc<Self>, pool: Arc<Pool<HttpConn>>) -> io::Result<()> {
+    /// Starts the poller thread, which hands readable connections to
+    /// `pool`; with `batch`, under `SCHED_BATCH`.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        pool: Arc<Pool<HttpConn>>,
+        batch: bool,
+    ) -> io::Result<()> {
         let lot = self.clone();
         let handle = std::thread::Builder::new()
             .name("grace-idle".into())
-            .spawn(move || lot.run(&pool))?;
+            .spawn(move || {
+                if batch {
+                    sys::sched_batch();
+                }
+                lot.run(&pool)
+            })?;
         *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(())
     }
@@ -455,8 +465,14 @@ mod tests {
         let work: Work<HttpConn> = Arc::new(move |job| {
             let _ = tx.lock().unwrap().send(job);
         });
-        let pool = Arc::new(Pool::new(work, 64 * 1024, Duration::from_secs(5), None));
-        lot.start(pool.clone()).unwrap();
+        let pool = Arc::new(Pool::new(
+            work,
+            64 * 1024,
+            Duration::from_secs(5),
+            None,
+            true,
+        ));
+        lot.start(pool.clone(), true).unwrap();
         (tracker, lot, pool, rx)
     }
 

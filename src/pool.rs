@@ -56,6 +56,7 @@ struct Shared<J> {
     stack_size: usize,
     idle_timeout: Duration,
     max_threads: Option<usize>,
+    sched_batch: bool,
     next_id: AtomicU64,
 }
 
@@ -134,12 +135,15 @@ pub(crate) struct Pool<J: Send + 'static> {
 
 impl<J: Send + 'static> Pool<J> {
     /// A pool running `work` on threads of `stack_size` bytes; idle threads
-    /// retire after `idle_timeout`; at most `max_threads` threads.
+    /// retire after `idle_timeout`; at most `max_threads` threads; with
+    /// `sched_batch`, threads run under `SCHED_BATCH` (see
+    /// [`crate::server::Config::sched_batch`]).
     pub(crate) fn new(
         work: Work<J>,
         stack_size: usize,
         idle_timeout: Duration,
         max_threads: Option<usize>,
+        sched_batch: bool,
     ) -> Pool<J> {
         Pool {
             shared: Arc::new(Shared {
@@ -154,6 +158,7 @@ impl<J: Send + 'static> Pool<J> {
                 stack_size,
                 idle_timeout,
                 max_threads: max_threads.map(|m| m.max(1)),
+                sched_batch,
                 next_id: AtomicU64::new(0),
             }),
         }
@@ -211,6 +216,9 @@ fn run<J>(work: &Work<J>, job: J) {
 }
 
 fn worker<J: Send + 'static>(shared: Arc<Shared<J>>) {
+    if shared.sched_batch {
+        sys::sched_batch();
+    }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let popped = Arc::new(AtomicBool::new(false));
     // A spawned thread counts as notified until it looks at the queue.
@@ -287,7 +295,7 @@ mod tests {
                 .send((n, std::thread::current().id()))
                 .unwrap();
         });
-        let pool = Pool::new(work, 64 * 1024, Duration::from_millis(200), None);
+        let pool = Pool::new(work, 64 * 1024, Duration::from_millis(200), None, true);
         let t = Duration::from_secs(10);
         pool.dispatch(1);
         let (_, first) = rx.recv_timeout(t).unwrap();
@@ -321,7 +329,7 @@ mod tests {
                 open = c.wait(open).unwrap();
             }
         });
-        let pool = Pool::new(work, 64 * 1024, Duration::from_secs(5), None);
+        let pool = Pool::new(work, 64 * 1024, Duration::from_secs(5), None, true);
         for n in 0..8 {
             pool.dispatch(n);
         }
@@ -344,7 +352,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
             tx.lock().unwrap().send(n).unwrap();
         });
-        let pool = Pool::new(work, 64 * 1024, Duration::from_secs(5), Some(2));
+        let pool = Pool::new(work, 64 * 1024, Duration::from_secs(5), Some(2), true);
         for n in 0..10 {
             pool.dispatch(n);
         }

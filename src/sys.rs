@@ -497,6 +497,19 @@ pub fn epoll_wait(
     cvt(n, "epoll_wait").map(|n| n as usize)
 }
 
+/// Puts the calling thread under `SCHED_BATCH` (fair share, but a wake-up
+/// does not preempt the running thread). Failure (a seccomp filter, say) is
+/// logged at debug level and otherwise ignored: it only costs speed.
+pub fn sched_batch() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: param is a live local the kernel only reads; pid 0 is the
+    // calling thread.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    if r == -1 {
+        log::debug!("[{}] {}", getpid(), last("sched_setscheduler(SCHED_BATCH)"));
+    }
+}
+
 /// Reads (and so resets) an eventfd's counter; `Ok(false)` if it was 0.
 pub fn eventfd_clear(fd: RawFd) -> io::Result<bool> {
     let mut v = [0u8; 8];

@@ -1,7 +1,8 @@
 //! The HTTP/1.1 layer over real sockets, against the real demo process:
 //! keep-alive and pipelining, request bodies, `Expect: 100-continue`, HEAD,
 //! streamed responses, hostile input, the head timeout, the connection
-//! limit, handler panics and file-descriptor exhaustion.
+//! limit, handler panics, file-descriptor exhaustion, idle connections
+//! holding no threads and slow handlers holding up nobody else.
 //!
 //! Every test starts its own server on 127.0.0.1 port 0; every wait is
 //! bounded by a deadline or a socket timeout.
@@ -770,4 +771,85 @@ fn unknown_path_is_404_and_responses_carry_a_date() {
     let r = c.read("GET").unwrap();
     assert_eq!(r.status, 200);
     assert_imf_date(&r);
+}
+
+// ---------------------------------------------------------------------------
+// 9. Idle connections hold no threads; slow handlers hold up nobody else
+// ---------------------------------------------------------------------------
+
+/// Threads of process `pid`.
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn idle_keep_alive_connections_hold_no_threads() {
+    let s = Server::start(&[]);
+    let pid = s.first_pid();
+    // 300 keep-alive connections, each served once and then idle.
+    let mut clients: Vec<Client> = (0..300)
+        .map(|i| {
+            let mut c = Client::new(s.addr).unwrap();
+            let r = c.get("/").unwrap_or_else(|e| panic!("client {i}: {e}"));
+            assert_eq!(r.status, 200, "client {i}");
+            assert!(!r.closes(), "client {i} kept alive");
+            c
+        })
+        .collect();
+    // A thread per connection would be 300+ threads; parked connections
+    // need none (main, signals, accept, idle poller and a few workers).
+    let n = threads(pid);
+    assert!(n < 40, "{n} threads for 300 idle connections");
+    // Every idle connection still works, in any order.
+    for (i, c) in clients.iter_mut().enumerate().rev() {
+        let r = c.get("/pid").unwrap_or_else(|e| panic!("client {i}: {e}"));
+        assert_eq!(r.status, 200, "client {i}");
+    }
+    let n = threads(pid);
+    assert!(n < 40, "{n} threads after a second request on each");
+}
+
+#[test]
+fn slow_handlers_do_not_hold_up_other_connections() {
+    let s = Server::start(&[]);
+    // Sixteen requests that each take 1.5 s, all in flight at once...
+    let mut slow: Vec<Client> = (0..16)
+        .map(|_| {
+            let mut c = Client::new(s.addr).unwrap();
+            c.send(get_req("/sleep?ms=1500").as_bytes()).unwrap();
+            c
+        })
+        .collect();
+    // ...then a fast one on another connection, and a fast one on a
+    // connection that was idle: both are answered while every slow one is
+    // still running (none of their responses has arrived yet).
+    let mut idle = Client::new(s.addr).unwrap();
+    assert_eq!(idle.get("/").unwrap().status, 200);
+    let t0 = Instant::now();
+    assert_eq!(get(s.addr, "/").unwrap().status, 200);
+    assert_eq!(idle.get("/").unwrap().status, 200);
+    let fast_took = t0.elapsed();
+    for (i, c) in slow.iter_mut().enumerate() {
+        c.r.get_ref().set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        match c.r.get_ref().peek(&mut b) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => panic!(
+                "slow request {i} answered before the fast ones ({other:?}, fast took {fast_took:?})"
+            ),
+        }
+        c.r.get_ref().set_nonblocking(false).unwrap();
+    }
+    // All sixteen finish together, not one after another (16 x 1.5 s).
+    for (i, c) in slow.iter_mut().enumerate() {
+        let r = c.read("GET").unwrap_or_else(|e| panic!("slow {i}: {e}"));
+        assert_eq!(r.status, 200, "slow {i}");
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "slow requests ran one after another: {:?}",
+        t0.elapsed()
+    );
 }

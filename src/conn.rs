@@ -37,6 +37,9 @@ pub struct Conn {
     /// Registered with the idle poller's epoll set (so the next park is an
     /// `EPOLL_CTL_MOD`, not an `ADD`).
     pub(crate) in_epoll: bool,
+    /// The response being written is the last before the close: sends use
+    /// `MSG_MORE`, and the close pushes the tail out with the FIN.
+    last_response: bool,
 }
 
 /// Whether, and how, [`Conn::wait_idle`] parks the connection.
@@ -62,6 +65,7 @@ impl Conn {
             drain_seen: false,
             parking: Parking::Off,
             in_epoll: false,
+            last_response: false,
         }
     }
 
@@ -160,7 +164,7 @@ impl Conn {
                 continue;
             }
             let res = if idx + 1 == bufs.len() {
-                sys::send(self.raw(), &bufs[idx][off..])
+                sys::send_more(self.raw(), &bufs[idx][off..], self.last_response)
             } else {
                 let mut slices = [io::IoSlice::new(&[]); 8];
                 let mut n = 0;
@@ -173,7 +177,7 @@ impl Conn {
                     slices[n] = io::IoSlice::new(b);
                     n += 1;
                 }
-                sys::sendv(self.raw(), &slices[..n])
+                sys::sendv(self.raw(), &slices[..n], self.last_response)
             };
             match res {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -338,5 +342,9 @@ impl Transport for Conn {
 
     fn close(&mut self, linger: Option<Instant>) {
         Conn::close(self, linger)
+    }
+
+    fn last_response(&mut self) {
+        self.last_response = true;
     }
 }

@@ -1,8 +1,9 @@
 //! # grace
 //!
-//! Zero-downtime restarts for a synchronous, thread-per-connection HTTP/1.1
-//! server, the way Go's facebookgo/grace and Cloudflare's tableflip do it:
-//! the running process forks and `execve`s a fresh copy of its binary,
+//! Zero-downtime restarts for a synchronous HTTP/1.1 server (a plain thread
+//! per request; idle keep-alive connections parked in one epoll set), the
+//! way Go's facebookgo/grace and Cloudflare's tableflip do it: the running
+//! process forks and `execve`s a fresh copy of its binary,
 //! hands it the listening sockets as inherited fds (systemd's `LISTEN_FDS`
 //! convention), waits for it to say ready, then drains and exits. No
 //! request is refused, reset or lost; if the new process fails, the old one
@@ -15,8 +16,9 @@
 //! 3. [`drain`]: count live connections; stop accepting, let in-flight work
 //!    finish, close the rest after a timeout.
 //!
-//! [`Server`] ties them together with an accept thread, reused connection
-//! threads and a control loop; [`http`] serves HTTP/1.1 on top.
+//! [`Server`] ties them together with an accept thread, reused worker
+//! threads, an idle poller and a control loop; [`http`] serves HTTP/1.1 on
+//! top.
 //!
 //! ```no_run
 //! use grace::http::{RequestBody, ResponseBody};

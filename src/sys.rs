@@ -427,15 +427,16 @@ pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 /// `EPIPE`, never a `SIGPIPE` that would kill the process, and a full send
 /// buffer gives `EAGAIN` (the caller polls with its deadline).
 pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    send_more(fd, buf, false)
+}
+
+/// [`send`]; with `more`, also `MSG_MORE`: a partial last segment is held
+/// back until more data, a `shutdown(SHUT_WR)` or the `close`, so a last
+/// response and the FIN leave in one packet.
+pub fn send_more(fd: RawFd, buf: &[u8], more: bool) -> io::Result<usize> {
+    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | if more { libc::MSG_MORE } else { 0 };
     // SAFETY: buf is a live byte slice of buf.len() bytes.
-    let n = unsafe {
-        libc::send(
-            fd,
-            buf.as_ptr() as *const libc::c_void,
-            buf.len(),
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-        )
-    };
+    let n = unsafe { libc::send(fd, buf.as_ptr() as *const libc::c_void, buf.len(), flags) };
     cvt_size(n, "send")
 }
 
@@ -521,15 +522,16 @@ pub fn eventfd_clear(fd: RawFd) -> io::Result<bool> {
 }
 
 /// `sendmsg(2)` of several buffers with `MSG_NOSIGNAL | MSG_DONTWAIT` (a
-/// vectored [`send`]).
-pub fn sendv(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+/// vectored [`send_more`]; `more` adds `MSG_MORE`).
+pub fn sendv(fd: RawFd, bufs: &[io::IoSlice<'_>], more: bool) -> io::Result<usize> {
     // SAFETY: all-zero msghdr is valid (null name, no control data).
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     // IoSlice is guaranteed ABI-compatible with iovec on Unix.
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | if more { libc::MSG_MORE } else { 0 };
     // SAFETY: msg points at live iovecs describing live borrowed buffers.
-    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+    let n = unsafe { libc::sendmsg(fd, &msg, flags) };
     cvt_size(n, "sendmsg")
 }
 

@@ -490,6 +490,11 @@ impl Conn<'_> {
             });
         }
         let send_body = !is_head && !no_body;
+        if close && !(send_body && matches!(body.0, Inner::Stream(_))) {
+            // Head and fixed body in one send, then the close: let the FIN
+            // ride with them.
+            self.t.last_response();
+        }
         match body.0 {
             Inner::Stream(reader) if send_body => {
                 let complete = self.send_stream(reader, framing == Framing::Close)?;
@@ -601,6 +606,7 @@ impl Conn<'_> {
     /// `Connection: close`, and records its status.
     fn send_error(&mut self, status: StatusCode, is_head: bool) -> io::Result<()> {
         self.stats.last_error = Some(status);
+        self.t.last_response();
         let reason = status.canonical_reason().unwrap_or("");
         let len = status.as_str().len() + 1 + reason.len() + 1;
         self.wbuf.clear();

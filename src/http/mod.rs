@@ -1,4 +1,4 @@
-//! The HTTP/1.1 server layer: one connection, one thread.
+//! The HTTP/1.1 server layer: one connection at a time, on the calling thread.
 //!
 //! [`serve_connection`] runs the whole life of one connection: it waits for a
 //! request head, parses and validates it ([`parse_head`]), hands the request to
@@ -12,6 +12,11 @@
 //! bad versions (505), the chunked decoder ([`ChunkedDecoder`]), timeouts for
 //! the head (slowloris), idle keep-alive, body reads and writes, and a polite
 //! (lingering) close after every error response.
+//!
+//! The server itself serves a connection only while it has requests (the
+//! crate-private `serve_ready`): at a request boundary with nothing buffered
+//! the transport answers [`Idle::Park`] and the connection waits in the idle
+//! poller, holding no thread, until its next request arrives.
 //!
 //! The layer never touches a socket: it talks to a [`Transport`]. Tests and
 //! fuzz targets use [`MemTransport`].

@@ -62,4 +62,10 @@ pub trait Transport {
     /// deadline, so that unread bytes do not turn into a reset that destroys
     /// the last response in flight.
     fn close(&mut self, linger: Option<Instant>);
+
+    /// The fixed-size response about to be written is the connection's last
+    /// (a close follows at once): the transport may hold back a partial
+    /// last segment until the close, so the response and the FIN leave in
+    /// one packet. Never called before a streamed body. Default: nothing.
+    fn last_response(&mut self) {}
 }

@@ -5,7 +5,7 @@
 //!
 //! Between requests, a connection served by [`crate::Server::serve_http`] is
 //! *parked*: [`Conn::wait_idle`] returns [`Idle::Park`] and the connection
-//! goes to the idle poller ([`crate::park`]), which watches every idle
+//! goes to the idle poller (`src/park.rs`), which watches every idle
 //! connection (and the drain) in one epoll set, so an idle keep-alive
 //! connection holds no thread. A connection served by a plain
 //! [`crate::Server::serve`] work function waits in its own thread instead,

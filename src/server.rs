@@ -1,7 +1,7 @@
-//! The server: listeners + accept thread + connection threads + drain +
-//! upgrade, driven by one control loop.
+//! The server: listeners + accept thread + worker threads + idle poller +
+//! drain + upgrade, driven by one control loop.
 //!
-//! Everything that changes the server's course arrives as a [`Control`]
+//! Everything that changes the server's course arrives as a `Control`
 //! message on one crossbeam channel: signals (forwarded by a signal-hook
 //! thread), calls through a [`Handle`], the outcome of an upgrade, the old
 //! generation's exit, and the end of a drain. The control loop handles them
@@ -282,7 +282,7 @@ impl Server {
     /// Serves HTTP/1.1 with `handler` until shut down or replaced.
     ///
     /// A connection has a thread while it has a request to serve; between
-    /// requests it is parked with the idle poller ([`crate::park`]), so idle
+    /// requests it is parked with the idle poller (`src/park.rs`), so idle
     /// keep-alive connections hold no threads.
     pub fn serve_http<H: crate::http::Handler>(
         self,

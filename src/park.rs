@@ -5,7 +5,7 @@
 //! thread *parks* it here and goes back to the pool for other work. One
 //! poller thread watches every parked connection in one epoll set
 //! (`EPOLLONESHOT`, so each readiness is delivered once), together with the
-//! drain eventfd and its own stop eventfd:
+//! drain eventfd and its own wake eventfd:
 //!
 //! - a parked connection turns readable (its next request, or its close):
 //!   the poller takes it out and queues it on the pool, which hands it to a

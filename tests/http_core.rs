@@ -853,3 +853,38 @@ fn slow_handlers_do_not_hold_up_other_connections() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn idle_keep_alive_connection_is_closed_after_idle_timeout_not_before() {
+    let s = Server::start(&["--idle-timeout-ms", "400"]);
+    // A connection that sends a request every 150 ms is never idle for
+    // 400 ms: it outlives several idle timeouts.
+    let mut busy = Client::new(s.addr).unwrap();
+    let t0 = Instant::now();
+    let mut quiet_from = t0;
+    for i in 0.. {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        let r = busy.get("/").unwrap();
+        quiet_from = Instant::now();
+        assert_eq!(r.status, 200);
+        assert!(!r.closes());
+        if t0.elapsed() >= Duration::from_millis(1200) {
+            break;
+        }
+    }
+    // Then it goes quiet: the server closes it (end of stream, no reset)
+    // about 400 ms after its last response, not earlier.
+    assert!(
+        busy.closed_within(Duration::from_secs(5)),
+        "idle connection not closed"
+    );
+    let idle_for = quiet_from.elapsed();
+    assert!(
+        idle_for >= Duration::from_millis(350),
+        "closed after only {idle_for:?} idle (timeout 400 ms)"
+    );
+    // The server itself is fine.
+    assert_eq!(get(s.addr, "/").unwrap().status, 200);
+}

@@ -70,6 +70,11 @@ const MIN_SWEEP: Duration = Duration::from_millis(5);
 /// Events taken per `epoll_wait`.
 const BATCH: usize = 256;
 
+/// The earlier of `a` (if any) and `b`.
+fn earliest(a: Option<Instant>, b: Instant) -> Instant {
+    a.map_or(b, |a| a.min(b))
+}
+
 enum Slot {
     Free,
     Parked {
@@ -112,7 +117,7 @@ impl Slab {
             }
             Slot::Free => unreachable!("inserting a free slot"),
         };
-        self.next_deadline = Some(self.next_deadline.map_or(deadline, |d| d.min(deadline)));
+        self.next_deadline = Some(earliest(self.next_deadline, deadline));
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -331,8 +336,7 @@ impl ParkLot {
                             }
                         }
                         if slab.parked > 0 {
-                            slab.next_deadline =
-                                Some(slab.next_deadline.map_or(grace_end, |d| d.min(grace_end)));
+                            slab.next_deadline = Some(earliest(slab.next_deadline, grace_end));
                         }
                         log::debug!(
                             "[{pid}] draining {} idle connection(s): closing each that sends \
@@ -392,17 +396,14 @@ impl ParkLot {
         let mut next: Option<Instant> = None;
         let linger_end = now + self.cfg.linger_timeout;
         for idx in 0..slab.entries.len() {
-            let due = match &slab.entries[idx].slot {
+            let deadline = match &slab.entries[idx].slot {
                 Slot::Free => continue,
-                Slot::Parked { deadline, .. } | Slot::Lingering { deadline, .. } => {
-                    if *deadline > now {
-                        next = Some(next.map_or(*deadline, |d| d.min(*deadline)));
-                        continue;
-                    }
-                    true
-                }
+                Slot::Parked { deadline, .. } | Slot::Lingering { deadline, .. } => *deadline,
             };
-            debug_assert!(due);
+            if deadline > now {
+                next = Some(earliest(next, deadline));
+                continue;
+            }
             let token = slab.token(idx);
             match slab.remove(token) {
                 Slot::Parked { mut job, .. } => {
@@ -426,7 +427,7 @@ impl ParkLot {
                         deadline: linger_end,
                         left: LINGER_DISCARD_LIMIT,
                     });
-                    next = Some(next.map_or(linger_end, |d| d.min(linger_end)));
+                    next = Some(earliest(next, linger_end));
                     if self.rearm(fd, token).is_err() {
                         if let Slot::Lingering { conn, .. } = slab.remove(token) {
                             closed.push(conn);
@@ -444,6 +445,7 @@ impl ParkLot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::tests::wait_for;
     use crate::pool::Work;
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
@@ -484,14 +486,6 @@ mod tests {
         let reg = tracker.register(owned.as_raw_fd());
         let conn = Conn::new(owned, sys::SockAddr::Inet(peer), reg);
         (HttpConn::new(conn), client)
-    }
-
-    fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting: {what}");
-            std::thread::sleep(Duration::from_millis(1));
-        }
     }
 
     #[test]

@@ -273,11 +273,13 @@ fn worker<J: Send + 'static>(shared: Arc<Shared<J>>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::mpsc;
 
-    fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    /// Polls `cond` every millisecond for up to 10 s; fails the test with
+    /// `what` if it never holds.
+    pub(crate) fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !cond() {
             assert!(Instant::now() < deadline, "timed out waiting: {what}");

@@ -24,11 +24,11 @@ use crate::drain::{DrainStats, Tracker};
 use crate::listener::{self, ListenAddr, Listeners};
 use crate::park::{HttpConn, ParkLot};
 use crate::pool::Pool;
+use crate::upgrade::{child, parent, UpgradeError, UpgradeStats};
+use crate::{notify, pidfile, sys};
 
 /// Hands an accepted connection to the pool.
 type Dispatch = Arc<dyn Fn(Conn) + Send + Sync>;
-use crate::upgrade::{child, parent, UpgradeError, UpgradeStats};
-use crate::{notify, pidfile, sys};
 
 /// Server settings. `Config::default()` holds production defaults.
 #[derive(Debug, Clone)]

@@ -367,17 +367,22 @@ pub fn accept(fd: RawFd) -> Result<(OwnedFd, SockAddr), i32> {
 
 /// `poll(2)`; `timeout` of `None` waits forever. Returns the number of ready fds.
 pub fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
-    let ms = match timeout {
-        None => -1,
-        // Round up so that a 0.4 ms remainder does not become a busy loop.
-        Some(d) => d.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int,
-    };
+    let ms = timeout_ms(timeout);
     // SAFETY: fds is a live, exclusively borrowed slice of pollfd.
     let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
     if n == -1 {
         Err(last("poll"))
     } else {
         Ok(n as usize)
+    }
+}
+
+/// A `poll`/`epoll_wait` timeout in ms: `None` is -1 (forever); rounded up
+/// so that a 0.4 ms remainder does not become a busy loop.
+fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
+    match timeout {
+        None => -1,
+        Some(d) => d.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int,
     }
 }
 
@@ -434,10 +439,15 @@ pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 /// back until more data, a `shutdown(SHUT_WR)` or the `close`, so a last
 /// response and the FIN leave in one packet.
 pub fn send_more(fd: RawFd, buf: &[u8], more: bool) -> io::Result<usize> {
-    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | if more { libc::MSG_MORE } else { 0 };
+    let flags = send_flags(more);
     // SAFETY: buf is a live byte slice of buf.len() bytes.
     let n = unsafe { libc::send(fd, buf.as_ptr() as *const libc::c_void, buf.len(), flags) };
     cvt_size(n, "send")
+}
+
+/// `MSG_NOSIGNAL | MSG_DONTWAIT`, plus `MSG_MORE` with `more`.
+fn send_flags(more: bool) -> libc::c_int {
+    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | if more { libc::MSG_MORE } else { 0 }
 }
 
 /// `recv(2)` with `flags` (`MSG_DONTWAIT` for a non-blocking read).
@@ -487,10 +497,7 @@ pub fn epoll_wait(
     events: &mut [libc::epoll_event],
     timeout: Option<Duration>,
 ) -> io::Result<usize> {
-    let ms = match timeout {
-        None => -1,
-        Some(d) => d.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int,
-    };
+    let ms = timeout_ms(timeout);
     let max = events.len().min(libc::c_int::MAX as usize) as libc::c_int;
     // SAFETY: events is a live, exclusively borrowed slice of at least `max`
     // entries, which the kernel fills.
@@ -529,7 +536,7 @@ pub fn sendv(fd: RawFd, bufs: &[io::IoSlice<'_>], more: bool) -> io::Result<usiz
     // IoSlice is guaranteed ABI-compatible with iovec on Unix.
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
-    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | if more { libc::MSG_MORE } else { 0 };
+    let flags = send_flags(more);
     // SAFETY: msg points at live iovecs describing live borrowed buffers.
     let n = unsafe { libc::sendmsg(fd, &msg, flags) };
     cvt_size(n, "sendmsg")

@@ -444,9 +444,7 @@ fn start_with_nofile() -> Server {
 }
 
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+    proc_entries(pid, "fd")
 }
 
 #[test]

@@ -15,6 +15,19 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// `n` connections, each served one `GET /` (200, kept alive) and left open.
+fn kept_alive_clients(s: &Server, n: usize) -> Vec<Client> {
+    (0..n)
+        .map(|i| {
+            let mut c = Client::new(s.addr).unwrap();
+            let r = c.get("/").unwrap_or_else(|e| panic!("client {i}: {e}"));
+            assert_eq!(r.status, 200, "client {i}");
+            assert!(!r.closes(), "client {i} kept alive");
+            c
+        })
+        .collect()
+}
+
 /// A minimal HTTP/1.1 GET with keep-alive.
 fn get_req(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
@@ -604,15 +617,7 @@ fn silent_connection_is_closed_by_head_timeout() {
 #[test]
 fn max_connections_holds_extra_client_until_a_slot_frees() {
     let s = Server::start(&["--max-connections", "4"]);
-    let mut held: Vec<Client> = (0..4)
-        .map(|i| {
-            let mut c = Client::new(s.addr).unwrap();
-            let r = c.get("/").unwrap_or_else(|e| panic!("client {i}: {e}"));
-            assert_eq!(r.status, 200, "client {i}");
-            assert!(!r.closes(), "client {i}");
-            c
-        })
-        .collect();
+    let mut held = kept_alive_clients(&s, 4);
 
     // The fifth connects (the backlog holds it) and asks, but is not served.
     let mut fifth = Client::new(s.addr).expect("connect through the backlog");
@@ -777,37 +782,22 @@ fn unknown_path_is_404_and_responses_carry_a_date() {
 // 9. Idle connections hold no threads; slow handlers hold up nobody else
 // ---------------------------------------------------------------------------
 
-/// Threads of process `pid`.
-fn threads(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 #[test]
 fn idle_keep_alive_connections_hold_no_threads() {
     let s = Server::start(&[]);
     let pid = s.first_pid();
     // 300 keep-alive connections, each served once and then idle.
-    let mut clients: Vec<Client> = (0..300)
-        .map(|i| {
-            let mut c = Client::new(s.addr).unwrap();
-            let r = c.get("/").unwrap_or_else(|e| panic!("client {i}: {e}"));
-            assert_eq!(r.status, 200, "client {i}");
-            assert!(!r.closes(), "client {i} kept alive");
-            c
-        })
-        .collect();
+    let mut clients = kept_alive_clients(&s, 300);
     // A thread per connection would be 300+ threads; parked connections
     // need none (main, signals, accept, idle poller and a few workers).
-    let n = threads(pid);
+    let n = proc_entries(pid, "task");
     assert!(n < 40, "{n} threads for 300 idle connections");
     // Every idle connection still works, in any order.
     for (i, c) in clients.iter_mut().enumerate().rev() {
         let r = c.get("/pid").unwrap_or_else(|e| panic!("client {i}: {e}"));
         assert_eq!(r.status, 200, "client {i}");
     }
-    let n = threads(pid);
+    let n = proc_entries(pid, "task");
     assert!(n < 40, "{n} threads after a second request on each");
 }
 

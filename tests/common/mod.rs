@@ -516,6 +516,14 @@ impl Client {
     }
 }
 
+/// Entries of `/proc/PID/<dir>` (`fd`: open descriptors, `task`: threads);
+/// 0 once the process is gone.
+pub fn proc_entries(pid: u32, dir: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/{dir}"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
 /// True once `pid` catches SIGUSR2, SIGTERM and SIGINT (`SigCgt` in
 /// `/proc/PID/status`); before that, SIGUSR2 would kill it.
 pub fn handles_signals(pid: u32) -> bool {

@@ -32,6 +32,8 @@ OPTIONS:
   --pid-file PATH          write the pid here (atomically); removed on exit if still ours
   --max-connections N      serve at most N connections at once (others wait in the backlog)
   --backlog N              listen backlog (default 1024)
+  --defer-accept-ms N      TCP_DEFER_ACCEPT: accept a connection once its first bytes arrive,
+                           or after N ms rounded up to seconds (default 1000; 0 turns it off)
   --head-timeout-ms N      whole request head must arrive within N ms (default 10000)
   --idle-timeout-ms N      keep-alive idle timeout (default 60000)
   --body-timeout-ms N      each request body read waits at most N ms (default 30000)
@@ -109,6 +111,7 @@ fn parse_args() -> Result<Args, String> {
             "--pid-file" => a.cfg.pid_file = Some(PathBuf::from(value)),
             "--max-connections" => a.cfg.max_connections = Some(num(&value)? as usize),
             "--backlog" => a.cfg.backlog = num(&value)?.min(i32::MAX as u64) as i32,
+            "--defer-accept-ms" => a.cfg.defer_accept = Some(ms(&value)?),
             "--head-timeout-ms" => a.http.head_timeout = ms(&value)?,
             "--idle-timeout-ms" => a.http.idle_timeout = ms(&value)?,
             "--body-timeout-ms" => a.http.body_timeout = ms(&value)?,

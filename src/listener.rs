@@ -16,6 +16,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use crate::sys::{self, SockAddr};
 
@@ -228,6 +229,24 @@ impl Listener {
     /// The name passed down in `LISTEN_FDNAMES`.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Sets `TCP_DEFER_ACCEPT` to `wait`, rounded up to whole seconds
+    /// (`Duration::ZERO` turns it off): the kernel then hands a connection
+    /// to `accept` only once its first bytes have arrived, or, for a client
+    /// that stays silent, once `wait` has passed. A no-op on Unix sockets.
+    pub fn set_defer_accept(&self, wait: Duration) -> io::Result<()> {
+        if !matches!(self.addr, ListenAddr::Tcp(_)) {
+            return Ok(());
+        }
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let secs = secs.min(i32::MAX as u64) as libc::c_int;
+        sys::setsockopt_int(
+            self.fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            secs,
+        )
     }
 
     /// True if this socket came from the parent process or systemd.

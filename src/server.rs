@@ -35,6 +35,19 @@ type Dispatch = Arc<dyn Fn(Conn) + Send + Sync>;
 pub struct Config {
     /// `listen(2)` backlog for sockets bound here. Default 1024.
     pub backlog: i32,
+    /// [`Server::serve_http`] sets `TCP_DEFER_ACCEPT` on its TCP listeners to
+    /// this (rounded up to whole seconds; `Some(Duration::ZERO)` turns it
+    /// off; `None` leaves the sockets as they are, say as systemd's
+    /// `DeferAcceptSec=` made them). The kernel then completes the handshake
+    /// but hands a connection to `accept` only once its request's first
+    /// bytes have arrived, so the connection thread finds a request to read
+    /// instead of parking the connection to wait for it: one wake-up per new
+    /// connection instead of two (measured: `Connection: close` throughput
+    /// +24% against hyper in the same run; see DESIGN.md). Apache httpd does
+    /// the same by default on Linux (`AcceptFilter http data`), nginx with
+    /// `listen ... deferred`. A client that stays silent is accepted once
+    /// this has passed, and its head timeout starts then. Default 1 s.
+    pub defer_accept: Option<Duration>,
     /// At most this many connections at once; further clients wait in the
     /// kernel's backlog until a slot frees. Default: no limit.
     pub max_connections: Option<usize>,
@@ -75,6 +88,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             backlog: listener::DEFAULT_BACKLOG,
+            defer_accept: Some(Duration::from_secs(1)),
             max_connections: None,
             thread_stack_size: 256 * 1024,
             thread_idle_timeout: Duration::from_secs(10),
@@ -289,6 +303,17 @@ impl Server {
         handler: H,
         http: crate::http::Config,
     ) -> io::Result<Outcome> {
+        if let Some(wait) = self.cfg.defer_accept {
+            for l in self.listeners.iter() {
+                if let Err(e) = l.set_defer_accept(wait) {
+                    log::warn!(
+                        "[{}] cannot set TCP_DEFER_ACCEPT on {}: {e}",
+                        sys::getpid(),
+                        l.local_addr()
+                    );
+                }
+            }
+        }
         let lot = ParkLot::new(self.tracker.clone(), http.clone())?;
         let work: crate::pool::Work<HttpConn> = {
             let lot = lot.clone();

@@ -596,7 +596,8 @@ fn dribbled_request_head_is_cut_off_by_head_timeout() {
 
 #[test]
 fn silent_connection_is_closed_by_head_timeout() {
-    let s = Server::start(&["--head-timeout-ms", "500"]);
+    // Without TCP_DEFER_ACCEPT the head timeout starts at the handshake.
+    let s = Server::start(&["--head-timeout-ms", "500", "--defer-accept-ms", "0"]);
     let mut c = Client::new(s.addr).unwrap();
     let t = Instant::now();
     assert!(
@@ -605,8 +606,42 @@ fn silent_connection_is_closed_by_head_timeout() {
     );
     let took = t.elapsed();
     assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
-        "closed after {took:?} (head timeout 500 ms)"
+        took >= Duration::from_millis(300) && took < Duration::from_millis(1400),
+        "closed after {took:?} (head timeout 500 ms, no deferred accept)"
+    );
+}
+
+#[test]
+fn silent_connection_is_accepted_after_the_defer_period_then_timed_out() {
+    // By default the kernel holds a connection until its first bytes arrive
+    // (TCP_DEFER_ACCEPT, 1 s): one that stays silent is accepted after 1 s,
+    // and its head timeout starts then.
+    let s = Server::start(&["--head-timeout-ms", "500"]);
+    let pid = s.first_pid();
+    let t = Instant::now();
+    let mut silent = Client::new(s.addr).unwrap();
+    let port = silent.r.get_ref().local_addr().unwrap().port();
+    // A client that speaks at once is served meanwhile.
+    assert_eq!(get(s.addr, "/").unwrap().status, 200);
+    s.log.wait_line(
+        &format!("[{pid}] accepted Inet(127.0.0.1:{port})"),
+        0,
+        Duration::from_secs(10),
+    );
+    let accepted = t.elapsed();
+    assert!(
+        accepted >= Duration::from_millis(900),
+        "a silent connection was accepted {accepted:?} after connecting (defer 1 s)"
+    );
+    assert!(
+        silent.closed_within(Duration::from_secs(5)),
+        "a connection that sends nothing was kept open"
+    );
+    let closed = t.elapsed();
+    assert!(
+        closed >= accepted + Duration::from_millis(300),
+        "closed {closed:?} after connecting, accepted at {accepted:?}: the head timeout \
+         (500 ms) starts at accept"
     );
 }
 

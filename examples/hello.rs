@@ -40,8 +40,6 @@ OPTIONS:
   --write-timeout-ms N     each response write waits at most N ms (default 30000)
   --drain-grace-ms N       when draining, idle keep-alive connections wait N ms for a last request (default 1000)
   --linger-ms N            polite close waits N ms for the client's EOF (default 2000)
-  --hot-wait-us N          after a response, one otherwise idle worker waits N µs for the
-                           connection's next request before parking it (default 200; 0: never)
   --stop-timeout-ms N      drain waits N ms before forcing connections closed (default 30000)
   --upgrade-timeout-ms N   a new process must be ready within N ms (default 60000)
   --max-body-bytes N       largest request body (default 16 MiB)
@@ -120,7 +118,6 @@ fn parse_args() -> Result<Args, String> {
             "--write-timeout-ms" => a.http.write_timeout = ms(&value)?,
             "--drain-grace-ms" => a.http.drain_grace = ms(&value)?,
             "--linger-ms" => a.http.linger_timeout = ms(&value)?,
-            "--hot-wait-us" => a.http.hot_wait = Duration::from_micros(num(&value)?),
             "--stop-timeout-ms" => a.cfg.stop_timeout = ms(&value)?,
             "--upgrade-timeout-ms" => a.cfg.upgrade_timeout = ms(&value)?,
             "--max-body-bytes" => a.http.max_body_bytes = num(&value)?,

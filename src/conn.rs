@@ -204,19 +204,6 @@ impl Conn {
         Ok(())
     }
 
-    /// Waits up to `timeout` for the socket to become readable (bytes or the
-    /// peer's close), or for a drain to start. True if readable.
-    pub(crate) fn wait_readable(&self, timeout: Duration) -> bool {
-        let drain_fd = self.reg.as_ref().map_or(-1, |r| r.tracker().drain_fd());
-        let mut pfd = [
-            sys::pollfd(self.raw(), libc::POLLIN),
-            sys::pollfd(drain_fd, libc::POLLIN),
-        ];
-        matches!(sys::poll(&mut pfd, Some(timeout)), Ok(n) if n > 0)
-            && pfd[0].revents != 0
-            && pfd[1].revents == 0
-    }
-
     /// Waits for the first byte of the next request, the peer's close, the
     /// deadline, or (once) the start of a drain. A connection the server
     /// parks between requests returns [`Idle::Park`] instead of waiting.

@@ -168,9 +168,6 @@ pub(crate) struct ParkLot {
     tracker: Arc<Tracker>,
     cfg: crate::http::Config,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    pool: std::sync::OnceLock<std::sync::Weak<Pool<HttpConn>>>,
-    /// A worker is waiting on its connection (`ParkLot::hot_wait`).
-    hot: AtomicBool,
 }
 
 impl ParkLot {
@@ -200,8 +197,6 @@ impl ParkLot {
             tracker,
             cfg,
             thread: Mutex::new(None),
-            pool: std::sync::OnceLock::new(),
-            hot: AtomicBool::new(false),
         }))
     }
 
@@ -218,7 +213,6 @@ impl ParkLot {
         pool: Arc<Pool<HttpConn>>,
         batch: bool,
     ) -> io::Result<()> {
-        let _ = self.pool.set(Arc::downgrade(&pool));
         let lot = self.clone();
         let handle = std::thread::Builder::new()
             .name("grace-idle".into())
@@ -254,30 +248,6 @@ impl ParkLot {
     pub(crate) fn counts(&self) -> (usize, usize) {
         let slab = self.lock();
         (slab.parked, slab.lingering)
-    }
-
-    /// Before parking a connection that has just been served: when no other
-    /// work is queued and no other worker does the same, waits up to
-    /// `hot_wait` on the connection itself. True (and the connection is ready to
-    /// read) if its next request arrived meanwhile.
-    pub(crate) fn hot_wait(&self, conn: &mut Conn) -> bool {
-        if self.cfg.hot_wait.is_zero() || self.tracker.draining() {
-            return false;
-        }
-        let idle = self
-            .pool
-            .get()
-            .and_then(|w| w.upgrade())
-            .is_some_and(|p| p.queue_is_empty());
-        if !idle || self.hot.swap(true, Ordering::Acquire) {
-            return false;
-        }
-        let ready = conn.wait_readable(self.cfg.hot_wait);
-        self.hot.store(false, Ordering::Release);
-        if ready {
-            conn.set_parking(Parking::Ready);
-        }
-        ready
     }
 
     /// Parks `job` until its socket is readable or its deadline passes.
@@ -593,88 +563,6 @@ mod tests {
         assert!(tracker.wait_empty(Instant::now() + Duration::from_secs(10)));
         lot.stop();
         drop(busy_client);
-    }
-
-    fn hot(window: Duration) -> crate::http::Config {
-        crate::http::Config {
-            hot_wait: window,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn hot_wait_catches_a_quick_next_request_without_the_poller() {
-        let (tracker, lot, _pool, rx) = setup(hot(Duration::from_secs(10)));
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let (mut job, mut client) = connect(&tracker, &l);
-        let writer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
-            client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
-            client
-        });
-        let started = Instant::now();
-        assert!(lot.hot_wait(&mut job.conn), "the next request was caught");
-        assert!(started.elapsed() < Duration::from_secs(10));
-        assert!(
-            !lot.hot.load(Ordering::Acquire),
-            "the hot slot is free again"
-        );
-        assert!(rx.try_recv().is_err(), "the poller was not involved");
-        assert_eq!(lot.counts(), (0, 0));
-        drop(writer.join().unwrap());
-        lot.stop();
-    }
-
-    #[test]
-    fn hot_wait_gives_up_after_its_window_and_one_worker_waits_at_a_time() {
-        let (tracker, lot, _pool, _rx) = setup(hot(Duration::from_millis(300)));
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let (mut quiet, _quiet_client) = connect(&tracker, &l);
-        let (mut other, _other_client) = connect(&tracker, &l);
-        let waiter = {
-            let lot = lot.clone();
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                let caught = lot.hot_wait(&mut quiet.conn);
-                (caught, started.elapsed(), quiet)
-            })
-        };
-        wait_for("a worker waiting hot", || lot.hot.load(Ordering::Acquire));
-        // A second worker does not wait: it parks at once.
-        let started = Instant::now();
-        assert!(!lot.hot_wait(&mut other.conn));
-        assert!(started.elapsed() < Duration::from_millis(300));
-        let (caught, waited, _quiet) = waiter.join().unwrap();
-        assert!(!caught, "nothing was sent");
-        assert!(
-            waited >= Duration::from_millis(300),
-            "gave up after {waited:?}"
-        );
-        lot.stop();
-    }
-
-    #[test]
-    fn hot_wait_ends_when_a_drain_starts() {
-        let (tracker, lot, _pool, _rx) = setup(hot(Duration::from_secs(30)));
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let (mut job, _client) = connect(&tracker, &l);
-        let waiter = {
-            let lot = lot.clone();
-            std::thread::spawn(move || {
-                let caught = lot.hot_wait(&mut job.conn);
-                (caught, job)
-            })
-        };
-        wait_for("a worker waiting hot", || lot.hot.load(Ordering::Acquire));
-        let started = Instant::now();
-        tracker.start_drain();
-        let (caught, mut job) = waiter.join().unwrap();
-        assert!(!caught, "a drain is not a request");
-        assert!(started.elapsed() < Duration::from_secs(30));
-        // Once draining, nobody waits hot: the poller's drain grace applies.
-        assert!(!lot.hot_wait(&mut job.conn));
-        drop(job);
-        lot.stop();
     }
 
     #[test]

@@ -178,11 +178,6 @@ impl<J: Send + 'static> Pool<J> {
         self.shared.perform(wake);
     }
 
-    /// True if no job waits in the queue.
-    pub(crate) fn queue_is_empty(&self) -> bool {
-        self.shared.lock().queue.is_empty()
-    }
-
     /// (live threads, idle threads, queued jobs), for tests.
     #[cfg(test)]
     fn counts(&self) -> (usize, usize, usize) {

@@ -317,7 +317,7 @@ impl Server {
         let lot = ParkLot::new(self.tracker.clone(), http.clone())?;
         let work: crate::pool::Work<HttpConn> = {
             let lot = lot.clone();
-            Arc::new(move |mut job: HttpConn| loop {
+            Arc::new(move |mut job: HttpConn| {
                 let step = crate::http::conn::serve_ready(
                     &mut job.conn,
                     &handler,
@@ -325,12 +325,8 @@ impl Server {
                     &mut job.session,
                 );
                 if let crate::http::conn::Step::Park = step {
-                    if lot.hot_wait(&mut job.conn) {
-                        continue;
-                    }
                     lot.park(job);
                 }
-                break;
             })
         };
         let pool = Arc::new(self.pool(work));

@@ -69,14 +69,6 @@ pub struct Config {
     pub drain_grace: Duration,
     /// How long a polite close waits for the peer's end of stream.
     pub linger_timeout: Duration,
-    /// After a response, a worker with nothing else queued waits up to this
-    /// long on the connection for its next request before parking it with
-    /// the idle poller. A client that asks again at once (a pipeline of
-    /// dependent calls on a fast network, a benchmark) is then served by the
-    /// same thread, without the poller's wake-up and hand-off. At most one
-    /// worker waits like this at a time, so it never holds more than one
-    /// thread. Default 200 µs; `Duration::ZERO` never waits.
-    pub hot_wait: Duration,
 }
 
 impl Default for Config {
@@ -94,7 +86,6 @@ impl Default for Config {
             write_timeout: Duration::from_secs(30),
             drain_grace: Duration::from_secs(1),
             linger_timeout: Duration::from_secs(2),
-            hot_wait: Duration::from_micros(200),
         }
     }
 }

@@ -66,7 +66,6 @@ pub fn small_config(
         write_timeout: MEM_TIMEOUT,
         drain_grace: Duration::from_millis(1),
         linger_timeout: Duration::from_millis(1),
-        hot_wait: Duration::ZERO,
     }
 }
 

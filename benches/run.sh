@@ -37,7 +37,11 @@
 # MAX_OTHER (10), RETRIES (2), SERVER_CPU (0), CLIENT_CPU (1),
 # OUT (benches/results/latest.md); GRACE_BIN and HYPER_BIN replace the two
 # servers (say, a build of another branch; the usual builds still run).
+# SERVERS may also name grace-b: grace again with the flags in GRACE_B_ARGS
+# (say "--hot-wait-us 0"), interleaved with the others, for an A/B of a
+# setting in one run.
 set -euo pipefail
+export GRACE_B_ARGS="${GRACE_B_ARGS:-}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SELF="$ROOT/benches/run.sh"
@@ -72,6 +76,9 @@ cell() {
     local pid
     case $server in
         grace) taskset -c "$SERVER_CPU" "$GRACE_BIN" --listen "127.0.0.1:$port" >"$log" 2>&1 &
+            pid=$! ;;
+        grace-b) # shellcheck disable=SC2086 # GRACE_B_ARGS is a list of flags
+            taskset -c "$SERVER_CPU" "$GRACE_BIN" --listen "127.0.0.1:$port" $GRACE_B_ARGS >"$log" 2>&1 &
             pid=$! ;;
         hyper) taskset -c "$SERVER_CPU" "$HYPER_BIN" "127.0.0.1:$port" >"$log" 2>&1 &
             pid=$! ;;
@@ -328,8 +335,8 @@ names = [b for _, b in scen]
 wargs = [shlex.join(a.split(";")) for a in sys.argv[9 + nscen:9 + 2 * nscen]]
 runs = int(runs)
 servers = os.environ["SERVERS_LIST"].split()
-LABEL = {"grace": "grace", "hyper": "hyper", "tiny": "tiny_http", "nginx": "nginx", "nethttp": "Go net/http"}
-ORDER = ["hyper", "grace", "tiny", "nginx", "nethttp"]
+LABEL = {"grace": "grace", "grace-b": "grace " + os.environ.get("GRACE_B_ARGS", ""), "hyper": "hyper", "tiny": "tiny_http", "nginx": "nginx", "nethttp": "Go net/http"}
+ORDER = ["hyper", "grace", "grace-b", "tiny", "nginx", "nethttp"]
 # hyper first: the reference column.
 servers.sort(key=lambda x: ORDER.index(x) if x in ORDER else 99)
 
@@ -424,6 +431,7 @@ commit = sh(f"git -C {root} rev-parse --short HEAD")
 dirty = sh(f"git -C {root} status --porcelain -- src examples Cargo.toml Cargo.lock")
 peers = {
     "grace": "grace `examples/hello`",
+    "grace-b": "grace `examples/hello " + os.environ.get("GRACE_B_ARGS", "") + "`",
     "hyper": "hyper `benches/peers` (hyper 1 + hyper-util + tokio multi-thread, 1 worker under taskset)",
     "tiny": "tiny_http 0.12 `benches/peers` tiny-hello (1 recv worker under taskset, plus tiny_http's own connection threads)",
     "nginx": "nginx " + sh("nginx -v 2>&1 | sed 's/.*nginx\\///'") + " (1 worker, `return 200`, access_log off; `benches/peers/nginx/nginx.conf.in`)",

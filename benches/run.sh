@@ -38,8 +38,8 @@
 # OUT (benches/results/latest.md); GRACE_BIN and HYPER_BIN replace the two
 # servers (say, a build of another branch; the usual builds still run).
 # SERVERS may also name grace-b: grace again with the flags in GRACE_B_ARGS
-# (say "--hot-wait-us 0"), interleaved with the others, for an A/B of a
-# setting in one run.
+# (say "--defer-accept-ms 0") and, if set, the binary GRACE_B_BIN (another
+# build), interleaved with the others, for an A/B in one run.
 set -euo pipefail
 export GRACE_B_ARGS="${GRACE_B_ARGS:-}"
 
@@ -78,7 +78,7 @@ cell() {
         grace) taskset -c "$SERVER_CPU" "$GRACE_BIN" --listen "127.0.0.1:$port" >"$log" 2>&1 &
             pid=$! ;;
         grace-b) # shellcheck disable=SC2086 # GRACE_B_ARGS is a list of flags
-            taskset -c "$SERVER_CPU" "$GRACE_BIN" --listen "127.0.0.1:$port" $GRACE_B_ARGS >"$log" 2>&1 &
+            taskset -c "$SERVER_CPU" "${GRACE_B_BIN:-$GRACE_BIN}" --listen "127.0.0.1:$port" $GRACE_B_ARGS >"$log" 2>&1 &
             pid=$! ;;
         hyper) taskset -c "$SERVER_CPU" "$HYPER_BIN" "127.0.0.1:$port" >"$log" 2>&1 &
             pid=$! ;;

@@ -40,6 +40,10 @@ pub struct Conn {
     /// The response being written is the last before the close: sends use
     /// `MSG_MORE`, and the close pushes the tail out with the FIN.
     last_response: bool,
+    /// The last read came back short of its buffer: the kernel had nothing
+    /// more, so bytes that arrive later raise a fresh edge-triggered event
+    /// (the idle poller relies on it; see `ParkLot::park`).
+    pub(crate) drained: bool,
 }
 
 /// Whether, and how, [`Conn::wait_idle`] parks the connection.
@@ -66,6 +70,7 @@ impl Conn {
             parking: Parking::Off,
             in_epoll: false,
             last_response: false,
+            drained: false,
         }
     }
 
@@ -123,7 +128,10 @@ impl Conn {
     pub fn read_deadline(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
         loop {
             match sys::recv(self.raw(), buf, libc::MSG_DONTWAIT) {
-                Ok(n) => return Ok(n),
+                Ok(n) => {
+                    self.drained = n < buf.len();
+                    return Ok(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.wait(libc::POLLIN, deadline)?
                 }

@@ -3,9 +3,17 @@
 //! A thread serves a connection while it has a request to serve. When the
 //! connection goes idle (a response written, nothing more buffered), the
 //! thread *parks* it here and goes back to the pool for other work. One
-//! poller thread watches every parked connection in one epoll set
-//! (`EPOLLONESHOT`, so each readiness is delivered once), together with the
-//! drain eventfd and its own wake eventfd:
+//! poller thread watches every parked connection in one epoll set, together
+//! with the drain eventfd and its own wake eventfd. A connection is
+//! registered once, at its first park, edge-triggered (`EPOLLET`), and keeps
+//! its slot while a worker has it (*busy*), so parking it again costs no
+//! `epoll_ctl`: an event for a busy slot only marks it ready, and the next
+//! park hands the connection straight back. Edge-triggered waiting is sound
+//! only if nothing unread raised its event before the park: a connection
+//! whose last read came back short of its buffer (`Conn::drained`) had
+//! nothing more in the kernel then, and anything later raises a new edge;
+//! otherwise the park re-arms with `EPOLL_CTL_MOD`, which reports bytes
+//! already there.
 //!
 //! - a parked connection turns readable (its next request, or its close):
 //!   the poller takes it out and queues it on the pool, which hands it to a
@@ -47,6 +55,9 @@ use crate::sys;
 pub(crate) struct HttpConn {
     pub(crate) conn: Conn,
     pub(crate) session: Session,
+    /// The connection's slot in the idle poller, held from its first park
+    /// until it closes (its epoll registration lives as long).
+    slot: Option<SlotRef>,
 }
 
 impl HttpConn {
@@ -56,14 +67,42 @@ impl HttpConn {
         HttpConn {
             conn,
             session: Session::new(),
+            slot: None,
+        }
+    }
+}
+
+/// A busy connection's claim on its slot: frees the slot when the
+/// connection is dropped by whoever holds it (a worker closing it, a pool
+/// dropping its queue). Never dropped under the slab lock while armed.
+struct SlotRef {
+    lot: Option<std::sync::Weak<ParkLot>>,
+    token: u64,
+}
+
+impl SlotRef {
+    /// The slab itself is done with the slot: dropping frees nothing.
+    fn disarm(&mut self) {
+        self.lot = None;
+    }
+}
+
+impl Drop for SlotRef {
+    fn drop(&mut self) {
+        if let Some(lot) = self.lot.take().and_then(|w| w.upgrade()) {
+            lot.release(self.token);
         }
     }
 }
 
 const WAKE: u64 = u64::MAX;
 const DRAIN: u64 = u64::MAX - 1;
-/// Readable, or the peer half-closed; one delivery per arming.
-const EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32;
+/// A parked or busy connection: readable, or the peer half-closed,
+/// edge-triggered, registered once for the connection's life (so parking
+/// again costs no `epoll_ctl`).
+const EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+/// A lingering connection: one delivery per arming.
+const LINGER_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32;
 /// Deadlines are checked at most this often (they are honoured to within
 /// this much).
 const MIN_SWEEP: Duration = Duration::from_millis(5);
@@ -80,6 +119,11 @@ enum Slot {
     Parked {
         job: HttpConn,
         deadline: Instant,
+    },
+    /// A worker has the connection; `ready` once bytes (or the peer's
+    /// close) arrived meanwhile, so the next park hands it straight back.
+    Busy {
+        ready: bool,
     },
     Lingering {
         conn: Conn,
@@ -115,7 +159,7 @@ impl Slab {
                 self.lingering += 1;
                 *deadline
             }
-            Slot::Free => unreachable!("inserting a free slot"),
+            Slot::Free | Slot::Busy { .. } => unreachable!("inserting a slot without a connection"),
         };
         self.next_deadline = Some(earliest(self.next_deadline, deadline));
         let idx = match self.free.pop() {
@@ -147,7 +191,7 @@ impl Slab {
         match slot {
             Slot::Parked { .. } => self.parked -= 1,
             Slot::Lingering { .. } => self.lingering -= 1,
-            Slot::Free => {}
+            Slot::Free | Slot::Busy { .. } => {}
         }
         e.generation = e.generation.wrapping_add(1);
         self.free.push(idx);
@@ -251,17 +295,65 @@ impl ParkLot {
     }
 
     /// Parks `job` until its socket is readable or its deadline passes.
-    pub(crate) fn park(&self, mut job: HttpConn) {
+    /// Returns it instead if bytes arrived while it was busy: serve on.
+    #[must_use]
+    pub(crate) fn park(self: &Arc<Self>, mut job: HttpConn) -> Option<HttpConn> {
         let now = Instant::now();
         let mut slab = self.lock();
         if self.stopped.load(Ordering::Acquire) {
             drop(slab);
             // The server is gone: close (dropping the connection closes it).
-            return;
+            return None;
         }
         let mut deadline = job.session.idle_deadline(&self.cfg, now);
         if self.tracker.draining() {
             deadline = deadline.min(now + self.cfg.drain_grace);
+        }
+        if let Some(token) = job.slot.as_ref().map(|s| s.token) {
+            if let Some(Slot::Busy { ready }) = slab.get(token) {
+                if *ready {
+                    // Bytes (or the peer's close) came in while it was
+                    // busy; possibly already read with the last request,
+                    // so check rather than wait.
+                    *ready = false;
+                    drop(slab);
+                    job.conn.set_parking(Parking::Check);
+                    return Some(job);
+                }
+                // Registered already. If the last read filled its buffer,
+                // bytes may wait in the kernel that raised their event
+                // before it: re-arm, which reports them. Else no epoll_ctl:
+                // whatever arrives next raises a fresh event.
+                if !job.conn.drained {
+                    let fd = job.conn.as_raw_fd();
+                    if let Err(e) = sys::epoll_ctl(
+                        self.epfd.as_raw_fd(),
+                        libc::EPOLL_CTL_MOD,
+                        fd,
+                        EVENTS,
+                        token,
+                    ) {
+                        slab.remove(token);
+                        drop(slab);
+                        log::warn!(
+                            "[{}] cannot watch an idle connection ({e}); closing it",
+                            sys::getpid()
+                        );
+                        if let Some(s) = job.slot.as_mut() {
+                            s.disarm();
+                        }
+                        return None;
+                    }
+                }
+                *slab.get(token).expect("busy slot") = Slot::Parked { job, deadline };
+                slab.parked += 1;
+                self.note_deadline(slab, deadline);
+                return None;
+            }
+            // Not ours any more (cannot happen): register afresh below.
+            if let Some(mut s) = job.slot.take() {
+                s.disarm();
+            }
         }
         let fd = job.conn.as_raw_fd();
         let op = if job.conn.in_epoll {
@@ -271,6 +363,13 @@ impl ParkLot {
         };
         job.conn.in_epoll = true;
         let token = slab.insert(Slot::Parked { job, deadline });
+        if let Some(Slot::Parked { job, .. }) = slab.get(token) {
+            job.slot = Some(SlotRef {
+                lot: Some(Arc::downgrade(self)),
+                token,
+            });
+        }
+        // Under the lock: an event for this token waits for the slot to exist.
         if let Err(e) = sys::epoll_ctl(self.epfd.as_raw_fd(), op, fd, EVENTS, token) {
             let slot = slab.remove(token);
             drop(slab);
@@ -279,22 +378,38 @@ impl ParkLot {
                 sys::getpid()
             );
             drop(slot);
-            return;
+            return None;
         }
+        self.note_deadline(slab, deadline);
+        None
+    }
+
+    /// After parking with `deadline`: wakes the poller if that is now the
+    /// earliest, since it may be sleeping past it.
+    fn note_deadline(&self, mut slab: MutexGuard<'_, Slab>, deadline: Instant) {
+        slab.next_deadline = Some(earliest(slab.next_deadline, deadline));
         let wake_poller = slab.next_deadline == Some(deadline);
         drop(slab);
         if wake_poller {
-            // The poller may be sleeping past this new, earlier deadline.
             let _ = sys::eventfd_signal(self.wake.as_raw_fd());
         }
     }
 
+    /// Frees the slot of a busy connection that is closing.
+    fn release(&self, token: u64) {
+        let mut slab = self.lock();
+        if let Some(Slot::Busy { .. }) = slab.get(token) {
+            slab.remove(token);
+        }
+    }
+
+    /// Re-arms a lingering connection's one-shot registration.
     fn rearm(&self, fd: RawFd, token: u64) -> io::Result<()> {
         sys::epoll_ctl(
             self.epfd.as_raw_fd(),
             libc::EPOLL_CTL_MOD,
             fd,
-            EVENTS,
+            LINGER_EVENTS,
             token,
         )
     }
@@ -375,16 +490,28 @@ impl ParkLot {
         let done = match slab.get(token) {
             // Stale (the slot was reused) or already free.
             None | Some(Slot::Free) => return,
-            Some(Slot::Parked { .. }) => true,
+            Some(Slot::Busy { ready }) => {
+                *ready = true;
+                return;
+            }
+            Some(slot @ Slot::Parked { .. }) => {
+                // The connection goes to a worker; the slot (and the
+                // registration) stay, marked busy.
+                if let Slot::Parked { job, .. } =
+                    std::mem::replace(slot, Slot::Busy { ready: false })
+                {
+                    slab.parked -= 1;
+                    ready.push(job);
+                }
+                return;
+            }
             Some(Slot::Lingering { conn, left, .. }) => {
                 conn.discard_ready(left) || self.rearm(conn.as_raw_fd(), token).is_err()
             }
         };
         if done {
-            match slab.remove(token) {
-                Slot::Parked { job, .. } => ready.push(job),
-                Slot::Lingering { conn, .. } => closed.push(conn),
-                Slot::Free => {}
+            if let Slot::Lingering { conn, .. } = slab.remove(token) {
+                closed.push(conn);
             }
         }
     }
@@ -397,7 +524,7 @@ impl ParkLot {
         let linger_end = now + self.cfg.linger_timeout;
         for idx in 0..slab.entries.len() {
             let deadline = match &slab.entries[idx].slot {
-                Slot::Free => continue,
+                Slot::Free | Slot::Busy { .. } => continue,
                 Slot::Parked { deadline, .. } | Slot::Lingering { deadline, .. } => *deadline,
             };
             if deadline > now {
@@ -407,6 +534,10 @@ impl ParkLot {
             let token = slab.token(idx);
             match slab.remove(token) {
                 Slot::Parked { mut job, .. } => {
+                    // The slab frees the slot itself (under its lock).
+                    if let Some(s) = job.slot.as_mut() {
+                        s.disarm();
+                    }
                     log::debug!(
                         "[{pid}] closing idle connection: {}",
                         if slab.draining {
@@ -435,7 +566,7 @@ impl ParkLot {
                     }
                 }
                 Slot::Lingering { conn, .. } => closed.push(conn),
-                Slot::Free => {}
+                Slot::Free | Slot::Busy { .. } => {}
             }
         }
         slab.next_deadline = next;
@@ -493,16 +624,93 @@ mod tests {
         let (tracker, lot, _pool, rx) = setup(crate::http::Config::default());
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let (job, mut client) = connect(&tracker, &l);
-        lot.park(job);
+        assert!(lot.park(job).is_none());
         assert_eq!(lot.counts(), (1, 0));
         assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
         client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
         let job = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(lot.counts(), (0, 0));
         // Parked again with the bytes still unread: handed back at once.
-        lot.park(job);
+        assert!(lot.park(job).is_none());
         let job = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         drop(job);
+        assert_eq!(tracker.active(), 0);
+        lot.stop();
+    }
+
+    fn busy_slots(lot: &ParkLot) -> usize {
+        let slab = lot.lock();
+        slab.entries
+            .iter()
+            .filter(|e| matches!(e.slot, Slot::Busy { .. }))
+            .count()
+    }
+
+    /// Reads what the client sent (a short read: the kernel is drained).
+    fn read_request(job: &mut HttpConn) {
+        let mut buf = [0u8; 4096];
+        let n = job
+            .conn
+            .read_deadline(&mut buf, Instant::now() + Duration::from_secs(10))
+            .unwrap();
+        assert!(n > 0 && job.conn.drained);
+    }
+
+    #[test]
+    fn a_served_connection_parked_again_wakes_on_its_next_bytes() {
+        let (tracker, lot, _pool, rx) = setup(crate::http::Config::default());
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (job, mut client) = connect(&tracker, &l);
+        assert!(lot.park(job).is_none());
+        for i in 0..3 {
+            client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+            let mut job = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(busy_slots(&lot), 1, "round {i}: the slot stays, busy");
+            read_request(&mut job);
+            // Parked again on the same registration (edge-triggered): the
+            // next request still wakes it.
+            assert!(lot.park(job).is_none());
+            assert_eq!(lot.counts(), (1, 0));
+        }
+        lot.stop();
+    }
+
+    #[test]
+    fn bytes_that_arrive_while_busy_hand_the_connection_straight_back() {
+        let (tracker, lot, _pool, rx) = setup(crate::http::Config::default());
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (job, mut client) = connect(&tracker, &l);
+        assert!(lot.park(job).is_none());
+        client.write_all(b"GET /1 HTTP/1.1\r\n\r\n").unwrap();
+        let mut job = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        read_request(&mut job);
+        // The next request arrives while the worker still has it.
+        client.write_all(b"GET /2 HTTP/1.1\r\n\r\n").unwrap();
+        wait_for("the poller saw it", || {
+            let mut slab = lot.lock();
+            let token = job.slot.as_ref().unwrap().token;
+            matches!(slab.get(token), Some(Slot::Busy { ready: true }))
+        });
+        let mut job = lot.park(job).expect("handed straight back");
+        read_request(&mut job);
+        // The flag was consumed: parking now really parks.
+        assert!(lot.park(job).is_none());
+        assert_eq!(lot.counts(), (1, 0));
+        lot.stop();
+    }
+
+    #[test]
+    fn a_busy_connection_that_closes_frees_its_slot() {
+        let (tracker, lot, _pool, rx) = setup(crate::http::Config::default());
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (job, mut client) = connect(&tracker, &l);
+        assert!(lot.park(job).is_none());
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let job = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(busy_slots(&lot), 1);
+        drop(job);
+        assert_eq!(busy_slots(&lot), 0);
+        assert_eq!(lot.lock().free.len(), 1, "the slot is free for reuse");
         assert_eq!(tracker.active(), 0);
         lot.stop();
     }
@@ -518,7 +726,7 @@ mod tests {
         let (tracker, lot, _pool, rx) = setup(cfg);
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let (job, mut client) = connect(&tracker, &l);
-        lot.park(job);
+        assert!(lot.park(job).is_none());
         // The client sees end of stream (our FIN), not a reset.
         client
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -544,8 +752,8 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let (quiet, mut quiet_client) = connect(&tracker, &l);
         let (busy, mut busy_client) = connect(&tracker, &l);
-        lot.park(quiet);
-        lot.park(busy);
+        assert!(lot.park(quiet).is_none());
+        assert!(lot.park(busy).is_none());
         let started = Instant::now();
         tracker.start_drain();
         // A request within the grace is handed to a thread.
@@ -570,13 +778,13 @@ mod tests {
         let (tracker, lot, _pool, _rx) = setup(crate::http::Config::default());
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let (job, _client) = connect(&tracker, &l);
-        lot.park(job);
+        assert!(lot.park(job).is_none());
         assert_eq!(tracker.active(), 1);
         lot.stop();
         assert_eq!(tracker.active(), 0);
         // Parking after stop closes at once.
         let (job, _client2) = connect(&tracker, &l);
-        lot.park(job);
+        assert!(lot.park(job).is_none());
         assert_eq!(tracker.active(), 0);
     }
 }

@@ -318,7 +318,7 @@ impl Server {
         let lot = ParkLot::new(self.tracker.clone(), http.clone())?;
         let work: crate::pool::Work<HttpConn> = {
             let lot = lot.clone();
-            Arc::new(move |mut job: HttpConn| {
+            Arc::new(move |mut job: HttpConn| loop {
                 let step = crate::http::conn::serve_ready(
                     &mut job.conn,
                     &handler,
@@ -326,8 +326,13 @@ impl Server {
                     &mut job.session,
                 );
                 if let crate::http::conn::Step::Park = step {
-                    lot.park(job);
+                    // Handed back if its next request came in meanwhile.
+                    if let Some(again) = lot.park(job) {
+                        job = again;
+                        continue;
+                    }
                 }
+                break;
             })
         };
         let pool = Arc::new(self.pool(work));

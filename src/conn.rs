@@ -44,6 +44,10 @@ pub struct Conn {
     /// more, so bytes that arrive later raise a fresh edge-triggered event
     /// (the idle poller relies on it; see `ParkLot::park`).
     pub(crate) drained: bool,
+    /// Handed over by the idle poller and not read from since: if there is
+    /// nothing to read after all (its event was for bytes an earlier read
+    /// already took), `read_deadline` says so instead of waiting.
+    handoff: bool,
 }
 
 /// Whether, and how, [`Conn::wait_idle`] parks the connection.
@@ -71,6 +75,7 @@ impl Conn {
             in_epoll: false,
             last_response: false,
             drained: false,
+            handoff: false,
         }
     }
 
@@ -130,7 +135,15 @@ impl Conn {
             match sys::recv(self.raw(), buf, libc::MSG_DONTWAIT) {
                 Ok(n) => {
                     self.drained = n < buf.len();
+                    self.handoff = false;
                     return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.handoff => {
+                    self.handoff = false;
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        "nothing to read after the idle poller's hand-off",
+                    ));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.wait(libc::POLLIN, deadline)?
@@ -220,6 +233,7 @@ impl Conn {
             Parking::Off => {}
             Parking::Ready => {
                 self.parking = Parking::Park;
+                self.handoff = true;
                 return Ok(Idle::Data);
             }
             Parking::Check => {

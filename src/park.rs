@@ -700,6 +700,30 @@ mod tests {
     }
 
     #[test]
+    fn a_hand_off_with_nothing_to_read_parks_again_instead_of_waiting() {
+        // An edge-triggered event can be for bytes a worker's earlier read
+        // already took (a pipelining client): the next worker must not wait
+        // on the connection with a thread, nor time it out with 408.
+        let cfg = crate::http::Config::default();
+        let tracker = Tracker::new().unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (mut job, _client) = connect(&tracker, &l);
+        job.conn.set_parking(Parking::Ready);
+        let handler = |_req: http::Request<crate::http::RequestBody<'_>>| {
+            http::Response::new(crate::http::ResponseBody::from("hi\n"))
+        };
+        let started = Instant::now();
+        let step = crate::http::conn::serve_ready(&mut job.conn, &handler, &cfg, &mut job.session);
+        assert!(matches!(step, crate::http::conn::Step::Park));
+        assert!(
+            started.elapsed() < cfg.head_timeout,
+            "waited {:?}",
+            started.elapsed()
+        );
+        assert_eq!(job.session.stats.requests, 0);
+    }
+
+    #[test]
     fn a_busy_connection_that_closes_frees_its_slot() {
         let (tracker, lot, _pool, rx) = setup(crate::http::Config::default());
         let l = TcpListener::bind("127.0.0.1:0").unwrap();

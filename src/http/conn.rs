@@ -181,6 +181,9 @@ enum HeadFail {
     Gone,
     /// Answer with this error and close.
     Reject(HttpError),
+    /// Nothing to read after all (a parked connection handed over for
+    /// bytes an earlier read already took): park it again.
+    Idle,
 }
 
 /// How writing a response went.
@@ -239,6 +242,7 @@ impl Conn<'_> {
             let head = match self.read_head(head_deadline) {
                 Ok(head) => head,
                 Err(HeadFail::Gone) => return Next::Close { linger: false },
+                Err(HeadFail::Idle) => return Next::KeepAlive,
                 Err(HeadFail::Reject(e)) => {
                     log::debug!(
                         "[{}] rejecting request: {} ({})",
@@ -289,6 +293,9 @@ impl Conn<'_> {
                     return Err(HeadFail::Gone);
                 }
                 Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.rbuf.is_empty() => {
+                    return Err(HeadFail::Idle);
+                }
                 Err(e)
                     if matches!(
                         e.kind(),

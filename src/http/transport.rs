@@ -38,7 +38,10 @@ pub trait Transport {
     /// Reads at least one byte into `buf`, waiting until `deadline`.
     ///
     /// `Ok(0)` means end of stream. At the deadline it fails with
-    /// [`io::ErrorKind::TimedOut`].
+    /// [`io::ErrorKind::TimedOut`]. A transport that parks idle connections
+    /// may instead fail at once with [`io::ErrorKind::WouldBlock`] on the
+    /// first read after [`Transport::wait_idle`] said `Data`, when there was
+    /// nothing to read after all: the connection loop then parks it again.
     fn read_deadline(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize>;
 
     /// Waits, without reading, until the next request's first byte arrives, the

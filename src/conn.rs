@@ -14,7 +14,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::drain::{ConnState, Registration};
 use crate::http::transport::{Idle, Transport};
@@ -34,9 +34,6 @@ pub struct Conn {
     peer: SockAddr,
     drain_seen: bool,
     parking: Parking,
-    /// Registered with the idle poller's epoll set (so the next park is an
-    /// `EPOLL_CTL_MOD`, not an `ADD`).
-    pub(crate) in_epoll: bool,
     /// The response being written is the last before the close: sends use
     /// `MSG_MORE`, and the close pushes the tail out with the FIN.
     last_response: bool,
@@ -44,9 +41,10 @@ pub struct Conn {
     /// more, so bytes that arrive later raise a fresh edge-triggered event
     /// (the idle poller relies on it; see `ParkLot::park`).
     pub(crate) drained: bool,
-    /// Handed over by the idle poller and not read from since: if there is
-    /// nothing to read after all (its event was for bytes an earlier read
-    /// already took), `read_deadline` says so instead of waiting.
+    /// Handed over ([`Parking::Ready`]) and not read from since: if there is
+    /// nothing to read after all (a new connection whose request is not
+    /// there yet, or an event for bytes an earlier read already took),
+    /// `read_deadline` says so instead of waiting.
     handoff: bool,
 }
 
@@ -55,10 +53,10 @@ pub struct Conn {
 pub(crate) enum Parking {
     /// Never: idle waits happen in this thread (plain work functions).
     Off,
-    /// A new connection: check (without waiting) whether bytes are there;
-    /// park if not.
-    Check,
-    /// The idle poller saw it readable: the next wait returns at once.
+    /// Bytes are probably there (a new connection, or the idle poller saw
+    /// it readable): the next wait returns at once, and if the first read
+    /// then finds nothing, it fails with `WouldBlock` so that the
+    /// connection is parked instead of waited on.
     Ready,
     /// Served: the next idle wait parks.
     Park,
@@ -72,7 +70,6 @@ impl Conn {
             peer,
             drain_seen: false,
             parking: Parking::Off,
-            in_epoll: false,
             last_response: false,
             drained: false,
             handoff: false,
@@ -142,7 +139,7 @@ impl Conn {
                     self.handoff = false;
                     return Err(io::Error::new(
                         io::ErrorKind::WouldBlock,
-                        "nothing to read after the idle poller's hand-off",
+                        "nothing to read after the hand-off",
                     ));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -235,14 +232,6 @@ impl Conn {
                 self.parking = Parking::Park;
                 self.handoff = true;
                 return Ok(Idle::Data);
-            }
-            Parking::Check => {
-                let mut pfd = [sys::pollfd(self.raw(), libc::POLLIN)];
-                if matches!(sys::poll(&mut pfd, Some(Duration::ZERO)), Ok(n) if n > 0) {
-                    self.parking = Parking::Park;
-                    return Ok(Idle::Data);
-                }
-                return Ok(Idle::Park);
             }
             Parking::Park => return Ok(Idle::Park),
         }

@@ -63,7 +63,9 @@ pub(crate) struct HttpConn {
 impl HttpConn {
     /// A newly accepted connection.
     pub(crate) fn new(mut conn: Conn) -> HttpConn {
-        conn.set_parking(Parking::Check);
+        // With deferred accept its request is normally there already; if
+        // not, the first read finds nothing and the connection is parked.
+        conn.set_parking(Parking::Ready);
         HttpConn {
             conn,
             session: Session::new(),
@@ -309,59 +311,43 @@ impl ParkLot {
         if self.tracker.draining() {
             deadline = deadline.min(now + self.cfg.drain_grace);
         }
+        let fd = job.conn.as_raw_fd();
+        let mut op = libc::EPOLL_CTL_ADD;
         if let Some(token) = job.slot.as_ref().map(|s| s.token) {
-            if let Some(Slot::Busy { ready }) = slab.get(token) {
-                if *ready {
-                    // Bytes (or the peer's close) came in while it was
-                    // busy; possibly already read with the last request,
-                    // so check rather than wait.
+            match slab.get(token) {
+                Some(Slot::Busy { ready }) if *ready => {
+                    // Bytes (or the peer's close) came in while it was busy;
+                    // possibly already read with the last request, which
+                    // the hand-off's first read finds out.
                     *ready = false;
                     drop(slab);
-                    job.conn.set_parking(Parking::Check);
+                    job.conn.set_parking(Parking::Ready);
                     return Some(job);
                 }
-                // Registered already. If the last read filled its buffer,
-                // bytes may wait in the kernel that raised their event
-                // before it: re-arm, which reports them. Else no epoll_ctl:
-                // whatever arrives next raises a fresh event.
-                if !job.conn.drained {
-                    let fd = job.conn.as_raw_fd();
-                    if let Err(e) = sys::epoll_ctl(
-                        self.epfd.as_raw_fd(),
-                        libc::EPOLL_CTL_MOD,
-                        fd,
-                        EVENTS,
-                        token,
-                    ) {
-                        slab.remove(token);
-                        drop(slab);
-                        log::warn!(
-                            "[{}] cannot watch an idle connection ({e}); closing it",
-                            sys::getpid()
-                        );
-                        if let Some(s) = job.slot.as_mut() {
-                            s.disarm();
-                        }
+                Some(slot @ Slot::Busy { .. }) => {
+                    let drained = job.conn.drained;
+                    *slot = Slot::Parked { job, deadline };
+                    slab.parked += 1;
+                    if drained {
+                        // Registered already, and whatever arrives next
+                        // raises a fresh event: no epoll_ctl.
+                        self.note_deadline(slab, deadline);
                         return None;
                     }
+                    // The last read filled its buffer: bytes may wait in the
+                    // kernel that raised their event before it. Re-arming
+                    // reports them.
+                    return self.arm(slab, fd, libc::EPOLL_CTL_MOD, token, deadline);
                 }
-                *slab.get(token).expect("busy slot") = Slot::Parked { job, deadline };
-                slab.parked += 1;
-                self.note_deadline(slab, deadline);
-                return None;
-            }
-            // Not ours any more (cannot happen): register afresh below.
-            if let Some(mut s) = job.slot.take() {
-                s.disarm();
+                // Not ours any more (cannot happen): register afresh.
+                _ => {
+                    if let Some(mut s) = job.slot.take() {
+                        s.disarm();
+                    }
+                    op = libc::EPOLL_CTL_MOD;
+                }
             }
         }
-        let fd = job.conn.as_raw_fd();
-        let op = if job.conn.in_epoll {
-            libc::EPOLL_CTL_MOD
-        } else {
-            libc::EPOLL_CTL_ADD
-        };
-        job.conn.in_epoll = true;
         let token = slab.insert(Slot::Parked { job, deadline });
         if let Some(Slot::Parked { job, .. }) = slab.get(token) {
             job.slot = Some(SlotRef {
@@ -369,8 +355,21 @@ impl ParkLot {
                 token,
             });
         }
-        // Under the lock: an event for this token waits for the slot to exist.
+        self.arm(slab, fd, op, token, deadline)
+    }
+
+    /// Watches the connection parked at `token` (under the lock, so an event
+    /// for it waits for the slot to exist); closes it if that fails.
+    fn arm(
+        &self,
+        mut slab: MutexGuard<'_, Slab>,
+        fd: RawFd,
+        op: libc::c_int,
+        token: u64,
+        deadline: Instant,
+    ) -> Option<HttpConn> {
         if let Err(e) = sys::epoll_ctl(self.epfd.as_raw_fd(), op, fd, EVENTS, token) {
+            // Dropped after the lock: its slot claim finds the slot gone.
             let slot = slab.remove(token);
             drop(slab);
             log::warn!(
@@ -609,6 +608,22 @@ mod tests {
         (tracker, lot, pool, rx)
     }
 
+    /// One new connection, parked; its client end.
+    fn parked(
+        cfg: crate::http::Config,
+    ) -> (
+        Arc<Tracker>,
+        Arc<ParkLot>,
+        std::sync::mpsc::Receiver<HttpConn>,
+        TcpStream,
+    ) {
+        let (tracker, lot, _pool, rx) = setup(cfg);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (job, client) = connect(&tracker, &l);
+        assert!(lot.park(job).is_none());
+        (tracker, lot, rx, client)
+    }
+
     fn connect(tracker: &Arc<Tracker>, l: &TcpListener) -> (HttpConn, TcpStream) {
         let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (server, peer) = l.accept().unwrap();
@@ -621,10 +636,7 @@ mod tests {
 
     #[test]
     fn readable_connection_is_handed_back_once() {
-        let (tracker, lot, _pool, rx) = setup(crate::http::Config::default());
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let (job, mut client) = connect(&tracker, &l);
-        assert!(lot.park(job).is_none());
+        let (tracker, lot, rx, mut client) = parked(crate::http::Config::default());
         assert_eq!(lot.counts(), (1, 0));
         assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
         client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
@@ -658,10 +670,7 @@ mod tests {
 
     #[test]
     fn a_served_connection_parked_again_wakes_on_its_next_bytes() {
-        let (tracker, lot, _pool, rx) = setup(crate::http::Config::default());
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let (job, mut client) = connect(&tracker, &l);
-        assert!(lot.park(job).is_none());
+        let (_tracker, lot, rx, mut client) = parked(crate::http::Config::default());
         for i in 0..3 {
             client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
             let mut job = rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -677,10 +686,7 @@ mod tests {
 
     #[test]
     fn bytes_that_arrive_while_busy_hand_the_connection_straight_back() {
-        let (tracker, lot, _pool, rx) = setup(crate::http::Config::default());
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let (job, mut client) = connect(&tracker, &l);
-        assert!(lot.park(job).is_none());
+        let (_tracker, lot, rx, mut client) = parked(crate::http::Config::default());
         client.write_all(b"GET /1 HTTP/1.1\r\n\r\n").unwrap();
         let mut job = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         read_request(&mut job);
@@ -725,10 +731,7 @@ mod tests {
 
     #[test]
     fn a_busy_connection_that_closes_frees_its_slot() {
-        let (tracker, lot, _pool, rx) = setup(crate::http::Config::default());
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let (job, mut client) = connect(&tracker, &l);
-        assert!(lot.park(job).is_none());
+        let (tracker, lot, rx, mut client) = parked(crate::http::Config::default());
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
         let job = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(busy_slots(&lot), 1);
@@ -747,10 +750,7 @@ mod tests {
             linger_timeout: Duration::from_secs(5),
             ..Default::default()
         };
-        let (tracker, lot, _pool, rx) = setup(cfg);
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let (job, mut client) = connect(&tracker, &l);
-        assert!(lot.park(job).is_none());
+        let (tracker, lot, rx, mut client) = parked(cfg);
         // The client sees end of stream (our FIN), not a reset.
         client
             .set_read_timeout(Some(Duration::from_secs(10)))

@@ -237,8 +237,6 @@ impl Conn<'_> {
                 // Pipelined bytes: serve them at once.
                 Instant::now() + cfg.head_timeout
             };
-            s.first = false;
-
             let head = match self.read_head(head_deadline) {
                 Ok(head) => head,
                 Err(HeadFail::Gone) => return Next::Close { linger: false },
@@ -254,6 +252,7 @@ impl Conn<'_> {
                     return Next::Close { linger: true };
                 }
             };
+            s.first = false;
             match self.serve_one(handler, head, s.drained) {
                 Next::KeepAlive => {}
                 close => return close,

@@ -181,8 +181,9 @@ enum HeadFail {
     Gone,
     /// Answer with this error and close.
     Reject(HttpError),
-    /// Nothing to read after all (a parked connection handed over for
-    /// bytes an earlier read already took): park it again.
+    /// Nothing to read after all (a new connection whose request is not
+    /// there yet, or one handed over for bytes an earlier read already
+    /// took): park it.
     Idle,
 }
 

@@ -2,11 +2,11 @@
 //
 // ```text
 // cargo run --release --example hello -- --listen 127.0.0.1:8080
-// kill -USR2 <pid>     # zero-downtime restart
+// kill -USR2 <pid>     # zero-downtime restart (SIGHUP does the same)
 // kill -TERM <pid>     # graceful shutdown
 // ```
 //
-// Routes: `GET /` (`hello\n`), `GET /sleep?ms=N`, `GET /pid`,
+// Routes: `GET /` (`hello\n`), `GET /healthz`, `GET /sleep?ms=N`, `GET /pid`,
 // `POST|PUT /echo`, `GET /stream?chunks=N&ms=M`, `GET /panic`.
 //
 // This file is also built as the `grace-hello` binary (src/bin), so that the
@@ -22,14 +22,28 @@ use grace::{ListenAddr, Server, StopReason};
 use http::{Method, Request, Response, StatusCode};
 
 const USAGE: &str = "\
-grace demo server: zero-downtime restarts with SIGUSR2, graceful shutdown with SIGTERM/SIGINT.
+grace demo server: zero-downtime restarts with SIGUSR2 or SIGHUP, graceful shutdown with
+SIGTERM, SIGINT or SIGQUIT (a second one during the drain exits at once).
 
 USAGE: hello [OPTIONS]
+
+SIGNALS:
+  SIGUSR2, SIGHUP          upgrade: start the binary found at this one's path (again, so a
+                           replaced file is picked up), hand it the listeners, drain, exit.
+                           An upgrade re-reads everything (nginx's HUP, systemd's
+                           Type=notify-reload); it never kills the server
+  SIGTERM, SIGINT, SIGQUIT graceful shutdown (after --shutdown-delay-ms, if set)
 
 OPTIONS:
   --listen ADDR            listen on ADDR; repeatable: 127.0.0.1:8080, [::1]:8080, unix:/path
                            (default 127.0.0.1:8080, or every inherited socket under systemd)
   --pid-file PATH          write the pid here (atomically); removed on exit if still ours
+                           (under a holder: the holder's pid, which never changes)
+  --supervise              start a holder process that keeps this pid, forwards signals to
+                           the serving generation, reaps, and exits with its status: for tini,
+                           dumb-init, runit, s6, supervisord or a shell's wait. Automatic as PID 1
+  --shutdown-delay-ms N    on SIGTERM/SIGINT keep accepting and serving N ms (every response
+                           says Connection: close, /healthz answers 503), then drain (default 0)
   --max-connections N      serve at most N connections at once (others wait in the backlog)
   --backlog N              listen backlog (default 1024)
   --defer-accept-ms N      TCP_DEFER_ACCEPT: accept a connection once its first bytes arrive,
@@ -52,6 +66,7 @@ OPTIONS:
 
 ROUTES:
   GET /                    200 hello
+  GET /healthz             200 ok while serving, 503 draining once a shutdown has begun
   GET /sleep?ms=N          waits N ms, then 200 slept N ms
   GET /pid                 pid=P generation=G
   POST|PUT /echo           the request body
@@ -84,17 +99,23 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        if flag == "--no-raise-nofile" {
-            a.cfg.raise_nofile_limit = false;
-            continue;
-        }
-        if flag == "--no-sched-batch" {
-            a.cfg.sched_batch = false;
-            continue;
+        match flag.as_str() {
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            "--no-raise-nofile" => {
+                a.cfg.raise_nofile_limit = false;
+                continue;
+            }
+            "--no-sched-batch" => {
+                a.cfg.sched_batch = false;
+                continue;
+            }
+            // Read before anything else, by `main` (see `wants_holder`).
+            "--supervise" => continue,
+            f if !VALUE_FLAGS.contains(&f) => return Err(format!("unknown flag {flag}")),
+            _ => {}
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let num = |v: &str| -> Result<u64, String> {
@@ -119,6 +140,7 @@ fn parse_args() -> Result<Args, String> {
             "--drain-grace-ms" => a.http.drain_grace = ms(&value)?,
             "--linger-ms" => a.http.linger_timeout = ms(&value)?,
             "--stop-timeout-ms" => a.cfg.stop_timeout = ms(&value)?,
+            "--shutdown-delay-ms" => a.cfg.shutdown_delay = ms(&value)?,
             "--upgrade-timeout-ms" => a.cfg.upgrade_timeout = ms(&value)?,
             "--max-body-bytes" => a.http.max_body_bytes = num(&value)?,
             "--stack-kb" => a.cfg.thread_stack_size = num(&value)? as usize * 1024,
@@ -132,6 +154,45 @@ fn parse_args() -> Result<Args, String> {
             .push("127.0.0.1:8080".parse().expect("valid address"));
     }
     Ok(a)
+}
+
+/// The flags that take a value.
+const VALUE_FLAGS: &[&str] = &[
+    "--listen",
+    "--pid-file",
+    "--max-connections",
+    "--backlog",
+    "--defer-accept-ms",
+    "--head-timeout-ms",
+    "--idle-timeout-ms",
+    "--body-timeout-ms",
+    "--write-timeout-ms",
+    "--drain-grace-ms",
+    "--linger-ms",
+    "--stop-timeout-ms",
+    "--shutdown-delay-ms",
+    "--upgrade-timeout-ms",
+    "--max-body-bytes",
+    "--stack-kb",
+    "--greeting",
+    "--refuse-upgrade-if",
+];
+
+/// `--supervise`, read straight from argv: the holder must be forked in
+/// `grace::init_with`, before anything (even argument parsing) could start
+/// a thread. Values of other flags are skipped, so `--greeting --supervise`
+/// is a greeting.
+fn wants_holder() -> bool {
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--supervise" {
+            return true;
+        }
+        if VALUE_FLAGS.contains(&a.as_str()) {
+            it.next();
+        }
+    }
+    false
 }
 
 fn query(req: &Request<RequestBody>, key: &str) -> Option<u64> {
@@ -179,7 +240,11 @@ impl Read for Ticker {
     }
 }
 
-fn handle(greeting: &'static str, mut req: Request<RequestBody>) -> Response<ResponseBody> {
+fn handle(
+    greeting: &'static str,
+    server: &grace::Handle,
+    mut req: Request<RequestBody>,
+) -> Response<ResponseBody> {
     // The hot path of the benchmarks: no allocation but the header map.
     if req.uri().path() == "/" && matches!(*req.method(), Method::GET | Method::HEAD) {
         let mut r = Response::new(ResponseBody::from(greeting));
@@ -195,6 +260,15 @@ fn handle(greeting: &'static str, mut req: Request<RequestBody>) -> Response<Res
             let ms = query(&req, "ms").unwrap_or(0).min(600_000);
             std::thread::sleep(Duration::from_millis(ms));
             text(StatusCode::OK, format!("slept {ms} ms\n"))
+        }
+        // A readiness probe: 503 from the moment a shutdown begins (its
+        // delay included), so a load balancer stops sending new clients.
+        (Method::GET | Method::HEAD, "/healthz") => {
+            if server.is_draining() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
+            } else {
+                text(StatusCode::OK, "ok\n".into())
+            }
         }
         (Method::GET | Method::HEAD, "/pid") => text(
             StatusCode::OK,
@@ -247,7 +321,7 @@ fn handle(greeting: &'static str, mut req: Request<RequestBody>) -> Response<Res
             }
             text(StatusCode::OK, out)
         }
-        (_, "/" | "/sleep" | "/pid" | "/echo" | "/stream" | "/panic") => text(
+        (_, "/" | "/healthz" | "/sleep" | "/pid" | "/echo" | "/stream" | "/panic") => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n".into(),
         ),
@@ -305,7 +379,11 @@ fn main() {
     // lines are seen; then read inherited listeners and clear LISTEN_*
     // while still single-threaded.
     init_logger();
-    grace::init();
+    grace::init_with(if wants_holder() {
+        grace::Supervise::Always
+    } else {
+        grace::Supervise::Auto
+    });
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -338,8 +416,9 @@ fn main() {
     );
     // "hello\n", made once (the `/` route serves it without allocating).
     let greeting: &'static str = Box::leak(format!("{}\n", args.greeting).into_boxed_str());
+    let h = server.handle();
     let outcome = server.serve_http(
-        move |req: Request<RequestBody>| handle(greeting, req),
+        move |req: Request<RequestBody>| handle(greeting, &h, req),
         args.http,
     );
     match outcome {

@@ -137,7 +137,7 @@ pub(crate) fn accept_loop(
                             );
                             exhausted_logged = true;
                         } else {
-                            log::debug!("[{pid}] {err}; backing off {backoff:?}");
+                            log::debug!("[{pid}] {err}; backing off {}", crate::fmt::Dur(backoff));
                         }
                         // Sleep on the wake fd, so a shutdown still gets through.
                         let mut w = [sys::pollfd(waker.fd.as_raw_fd(), libc::POLLIN)];

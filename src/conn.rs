@@ -340,7 +340,9 @@ impl Transport for Conn {
     }
 
     fn draining(&self) -> bool {
-        Conn::draining(self)
+        // Closing, not only draining: during a shutdown delay responses
+        // already say `Connection: close`.
+        self.reg.as_ref().is_some_and(|r| r.tracker().closing())
     }
 
     fn set_busy(&mut self, busy: bool) {

@@ -96,6 +96,8 @@ pub struct Tracker {
     active: AtomicUsize,
     busy: AtomicUsize,
     draining: AtomicBool,
+    /// Going away (a shutdown delay, then the drain): responses close.
+    closing: AtomicBool,
     drain_fd: OwnedFd,
     accepted: AtomicU64,
     closed: AtomicU64,
@@ -120,6 +122,7 @@ impl Tracker {
             active: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             drain_fd: sys::eventfd()?,
             accepted: AtomicU64::new(0),
             closed: AtomicU64::new(0),
@@ -150,6 +153,20 @@ impl Tracker {
     /// True once a drain has started.
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// True once the process is going away: from the start of a shutdown
+    /// delay ([`Tracker::start_closing`]) or of a drain. Every response then
+    /// says `Connection: close`.
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire) || self.draining()
+    }
+
+    /// Marks the process as going away without starting the drain: the
+    /// server still accepts and serves, but every response closes its
+    /// connection (the shutdown delay).
+    pub fn start_closing(&self) {
+        self.closing.store(true, Ordering::Release);
     }
 
     /// The eventfd that becomes (and stays) readable when a drain starts.
@@ -310,8 +327,9 @@ impl Tracker {
         if !self.wait_empty(started + stop_timeout) {
             let (new, idle, busy, closing) = self.states();
             log::warn!(
-                "[{pid}] stop timeout ({stop_timeout:?}) reached with {} connection(s) open \
+                "[{pid}] stop timeout ({}) reached with {} connection(s) open \
                  ({busy} busy, {idle} idle, {new} new, {closing} closing): shutting them down",
+                crate::fmt::Dur(stop_timeout),
                 new + idle + busy + closing
             );
             stats.forced = self.force_close();

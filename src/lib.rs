@@ -38,6 +38,8 @@
 mod accept;
 pub mod conn;
 pub mod drain;
+mod fmt;
+pub mod holder;
 pub mod http;
 pub mod listener;
 pub mod notify;
@@ -50,10 +52,38 @@ pub mod upgrade;
 
 pub use conn::Conn;
 pub use drain::{ConnState, DrainStats, Tracker};
+pub use holder::Supervise;
 pub use http::transport::{Idle, Transport};
-pub use listener::{generation, init, ListenAddr, Listener, Listeners};
+pub use listener::{generation, ListenAddr, Listener, Listeners};
 pub use server::{Config, Handle, Outcome, Server, StopReason};
 pub use upgrade::{UpgradeError, UpgradeStats};
+
+/// Prepares the process for grace, first thing in `main`, while it is still
+/// single-threaded: reads and clears the handover environment (inherited
+/// listeners, the readiness socket, the holder channel) and records how the
+/// binary was started, for upgrades.
+///
+/// As PID 1 (of a container or PID namespace) it also starts the holder
+/// (see [`holder`]): this process keeps its pid and only forwards signals and
+/// reaps, while a forked child returns from `init` as generation 0. Use
+/// [`init_with`] to ask for the holder elsewhere.
+///
+/// Everything that needs this state reads it on first use, so forgetting
+/// `init` only matters if threads were started before (and for the holder).
+pub fn init() {
+    init_with(Supervise::Auto)
+}
+
+/// [`init`], choosing when to start the holder: [`Supervise::Always`] under an
+/// init that exits with its child (tini, dumb-init) or a supervisor that
+/// tracks one pid. This is an argument of `init` and not a [`Config`] field
+/// because the holder must fork before any thread exists.
+pub fn init_with(supervise: Supervise) {
+    upgrade::record_start();
+    listener::init();
+    notify::init();
+    holder::start(supervise);
+}
 
 /// Serves HTTP/1.1 on `addrs` with `handler`, default settings and signal
 /// handling (SIGUSR2 upgrades, SIGTERM/SIGINT drain). Returns when this

@@ -340,7 +340,7 @@ pub(crate) fn inherited() -> &'static Mutex<Inherited> {
 
 /// Reads the handover environment and removes it, so that nothing this
 /// process starts inherits it. Call it while the process is single-threaded
-/// (first thing in `main`): [`init`] does.
+/// (first thing in `main`): [`crate::init`] does.
 fn read_inherited() -> Inherited {
     let pid = sys::getpid();
     let get = |k: &str| std::env::var(k).ok();
@@ -424,13 +424,18 @@ fn read_inherited() -> Inherited {
 }
 
 /// Reads the handover environment now, while the program is still
-/// single-threaded, and records how the binary was started (for upgrades).
-///
-/// Call it first thing in `main`. Everything that needs it calls it too, so
-/// forgetting it only matters if threads were started before.
-pub fn init() {
+/// single-threaded (see [`crate::init`]).
+pub(crate) fn init() {
     let _ = inherited();
-    crate::upgrade::record_start();
+}
+
+/// Closes every inherited listener not yet claimed (the holder's copies:
+/// they belong to generation 0).
+pub(crate) fn drop_inherited() {
+    if let Ok(mut inh) = inherited().lock() {
+        inh.fds.clear();
+        inh.ready_fd = None;
+    }
 }
 
 /// This process's generation: 0 for the first process, the parent's + 1 for
@@ -462,7 +467,6 @@ impl Listeners {
     /// With an empty `addrs`, every inherited socket is adopted (socket
     /// activation without naming addresses).
     pub fn open(addrs: &[ListenAddr], backlog: i32) -> io::Result<Listeners> {
-        init();
         let pid = sys::getpid();
         let mut inh = inherited()
             .lock()

@@ -454,9 +454,9 @@ impl ParkLot {
                         }
                         log::debug!(
                             "[{pid}] draining {} idle connection(s): closing each that sends \
-                             nothing within {:?}",
+                             nothing within {}",
                             slab.parked,
-                            self.cfg.drain_grace
+                            crate::fmt::Dur(self.cfg.drain_grace)
                         );
                     }
                     token => self.on_ready(&mut slab, token, &mut ready, &mut closed),

@@ -2,11 +2,19 @@
 //! then `rename`), so a reader never sees a half-written pid; removed on exit
 //! only by the process whose pid it still holds (after a handover it holds
 //! the child's).
+//!
+//! Under a holder (see [`crate::holder`]) the pid written is the holder's:
+//! the process a supervisor started, which never changes.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::sys;
+use crate::{notify, sys};
+
+/// The pid this process writes: its holder's, or its own.
+pub fn own_pid() -> u32 {
+    notify::holder_pid().unwrap_or_else(sys::getpid)
+}
 
 fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
@@ -14,13 +22,13 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Writes this process's pid to `path` atomically.
+/// Writes [`own_pid`] to `path` atomically.
 pub fn write(path: &Path) -> io::Result<()> {
     let tmp = temp_path(path);
     let ctx = |e: io::Error| io::Error::new(e.kind(), format!("pid file {}: {e}", path.display()));
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        writeln!(f, "{}", sys::getpid())?;
+        writeln!(f, "{}", own_pid())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
@@ -40,10 +48,10 @@ pub fn read(path: &Path) -> io::Result<u32> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "pid file holds no pid"))
 }
 
-/// Removes `path` if it holds this process's pid. True if removed.
+/// Removes `path` if it holds [`own_pid`]. True if removed.
 pub fn remove_if_ours(path: &Path) -> bool {
     match read(path) {
-        Ok(pid) if pid == sys::getpid() => match std::fs::remove_file(path) {
+        Ok(pid) if pid == own_pid() => match std::fs::remove_file(path) {
             Ok(()) => {
                 log::debug!("[{}] removed pid file {}", sys::getpid(), path.display());
                 true

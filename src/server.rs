@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR2};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
 
 use crate::accept::{accept_loop, Waker};
 use crate::conn::Conn;
@@ -59,6 +59,15 @@ pub struct Config {
     /// How long a drain lets connections finish before shutting them down.
     /// Default 30 s.
     pub stop_timeout: Duration,
+    /// On a shutdown (SIGTERM, SIGINT, SIGQUIT or [`Handle::shutdown`]), keep
+    /// accepting and serving this long before the drain starts, while
+    /// [`Handle::is_draining`] says true and every response says
+    /// `Connection: close`. For load-balanced rollouts: a Kubernetes pod
+    /// still receives new connections for a moment after its SIGTERM, and a
+    /// readiness probe that answers 503 takes it out of the endpoints
+    /// (Spring Boot and Istio call this a drain duration). A second signal
+    /// during the delay exits at once. Default 0.
+    pub shutdown_delay: Duration,
     /// After forcing connections, how long to wait for their threads.
     /// Default 1 s.
     pub force_grace: Duration,
@@ -70,9 +79,10 @@ pub struct Config {
     /// Raise the soft `RLIMIT_NOFILE` to the hard limit at start, as Go's
     /// runtime does. Default true.
     pub raise_nofile_limit: bool,
-    /// Install handlers for SIGUSR2 (upgrade) and SIGTERM/SIGINT (drain; a
-    /// second one exits at once). Default false: an embedding program may
-    /// own its signals. [`crate::serve`] turns it on.
+    /// Install handlers for SIGUSR2 and SIGHUP (upgrade) and SIGTERM,
+    /// SIGINT and SIGQUIT (graceful shutdown; a second one exits at once).
+    /// Default false: an embedding program may own its signals.
+    /// [`crate::serve`] turns it on.
     pub handle_signals: bool,
     /// Run the server's own threads (accept, idle poller, connection
     /// threads) under `SCHED_BATCH`. A thread woken while another of them
@@ -94,6 +104,7 @@ impl Default for Config {
             thread_stack_size: 256 * 1024,
             thread_idle_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
             force_grace: Duration::from_secs(1),
             upgrade_timeout: Duration::from_secs(60),
             pid_file: None,
@@ -140,6 +151,8 @@ pub(crate) enum Control {
     UpgradeDone(Result<(UpgradeStats, OwnedFd), UpgradeError>),
     ParentGone,
     Drained(DrainStats),
+    /// The shutdown delay is over: start the drain.
+    DelayOver,
 }
 
 #[derive(Default)]
@@ -216,6 +229,14 @@ impl Handle {
     pub fn active_connections(&self) -> usize {
         self.tracker.active()
     }
+
+    /// True from the moment this process starts going away: a shutdown
+    /// (from the start of its [`Config::shutdown_delay`]) or the drain after
+    /// a handover. A readiness endpoint should answer 503 then, and a long
+    /// poll or event stream should end.
+    pub fn is_draining(&self) -> bool {
+        self.tracker.closing()
+    }
 }
 
 /// A server over a set of listeners. See the crate docs for the life cycle.
@@ -242,7 +263,9 @@ impl Server {
 
     /// A server over listeners opened by the caller.
     pub fn from_listeners(cfg: Config, listeners: Listeners) -> io::Result<Server> {
+        crate::upgrade::record_start();
         listener::init();
+        notify::init();
         if listeners.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -442,6 +465,10 @@ impl Server {
             .collect();
         let mut parent_link = None;
         if let Some(fd) = self.ready_fd.take() {
+            // Announce the new main pid before the ready byte: the parent
+            // exits only after reading it, so a supervisor (systemd, the
+            // holder) never sees the main process gone with no successor.
+            notify::send(&format!("MAINPID={pid}\nREADY=1"));
             match child::announce_ready(&fd) {
                 Ok(()) => {
                     let fd = Arc::new(fd);
@@ -461,6 +488,7 @@ impl Server {
                     log::warn!("[{pid}] parent did not take our ready byte ({e}); serving anyway")
                 }
             }
+        } else if notify::holder_pid().is_some() {
             notify::send(&format!("MAINPID={pid}\nREADY=1"));
         } else {
             notify::send("READY=1");
@@ -493,6 +521,7 @@ impl Server {
             parent_alive: parent_link.is_some(),
             parent_link,
             draining: false,
+            delaying: false,
             pending_drain: None,
             handover: None,
             parent_end: None,
@@ -510,7 +539,8 @@ impl Server {
 }
 
 fn install_signals(tx: Sender<Control>) -> io::Result<signal_hook::iterator::Handle> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGUSR2, SIGTERM, SIGINT])?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGUSR2, SIGHUP, SIGTERM, SIGINT, SIGQUIT])?;
     let handle = signals.handle();
     std::thread::Builder::new()
         .name("grace-signals".into())
@@ -544,6 +574,8 @@ struct ControlLoop<'a> {
     /// watcher thread's `ParentGone` may still be on its way).
     parent_link: Option<(Arc<OwnedFd>, u32)>,
     draining: bool,
+    /// In the shutdown delay: serving on, the drain to follow.
+    delaying: bool,
     /// A drain asked for while an upgrade was still running: starts when the
     /// (aborted) upgrade returns. The flag is "final" (not a handover).
     pending_drain: Option<bool>,
@@ -561,13 +593,18 @@ impl ControlLoop<'_> {
                 break;
             };
             match msg {
-                Control::Signal(SIGUSR2) => {
-                    log::info!("[{pid}] SIGUSR2: upgrade requested");
+                Control::Signal(sig @ (SIGUSR2 | SIGHUP)) => {
+                    let name = if sig == SIGHUP { "SIGHUP" } else { "SIGUSR2" };
+                    log::info!("[{pid}] {name}: upgrade requested");
                     self.request_upgrade(None);
                 }
                 Control::Signal(sig) => {
-                    let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
-                    if self.draining {
+                    let name = match sig {
+                        SIGINT => "SIGINT",
+                        SIGQUIT => "SIGQUIT",
+                        _ => "SIGTERM",
+                    };
+                    if self.draining || self.delaying {
                         log::warn!("[{pid}] second {name} during the drain: exiting at once");
                         return Outcome {
                             reason: StopReason::Aborted,
@@ -577,13 +614,21 @@ impl ControlLoop<'_> {
                         };
                     }
                     log::info!("[{pid}] {name}: graceful shutdown");
-                    self.begin_drain(true);
+                    self.begin_shutdown();
                 }
                 Control::Shutdown => {
-                    if !self.draining {
+                    if !self.draining && !self.delaying {
                         log::info!("[{pid}] shutdown requested");
-                        self.begin_drain(true);
+                        self.begin_shutdown();
                     }
+                }
+                Control::DelayOver => {
+                    log::info!(
+                        "[{pid}] shutdown delay of {} over",
+                        crate::fmt::Dur(self.cfg.shutdown_delay)
+                    );
+                    self.delaying = false;
+                    self.begin_drain(true);
                 }
                 Control::Upgrade(reply) => {
                     log::info!("[{pid}] upgrade requested");
@@ -602,9 +647,9 @@ impl ControlLoop<'_> {
                         StopReason::Shutdown
                     };
                     log::info!(
-                        "[{pid}] drained in {:?}: {} connection(s) open at start ({} busy), \
+                        "[{pid}] drained in {}: {} connection(s) open at start ({} busy), \
                          {} finished, {} forced",
-                        stats.duration,
+                        crate::fmt::Dur(stats.duration),
                         stats.open_at_start,
                         stats.busy_at_start,
                         stats.finished,
@@ -649,7 +694,7 @@ impl ControlLoop<'_> {
 
     fn request_upgrade(&mut self, reply: Option<UpgradeReply>) {
         let pid = self.pid;
-        let refuse = if self.draining {
+        let refuse = if self.draining || self.delaying {
             Some(UpgradeError::ShuttingDown)
         } else if self.upgrading.is_some() {
             Some(UpgradeError::InProgress)
@@ -707,10 +752,10 @@ impl ControlLoop<'_> {
         match res {
             Ok((stats, end)) if !self.draining && self.pending_drain.is_none() => {
                 log::info!(
-                    "[{pid}] child {} (generation {}) is ready after {:?}; draining",
+                    "[{pid}] child {} (generation {}) is ready after {}; draining",
                     stats.child_pid,
                     stats.child_generation,
-                    stats.duration
+                    crate::fmt::Dur(stats.duration)
                 );
                 self.parent_end = Some(end);
                 self.handover = Some(stats.clone());
@@ -734,14 +779,16 @@ impl ControlLoop<'_> {
                 log::error!("[{pid}] upgrade failed: {e}; still serving");
                 // A child killed after writing the pid file left its pid there.
                 if let Some(path) = &self.cfg.pid_file {
-                    if pidfile::read(path).ok() != Some(pid) {
+                    if pidfile::read(path).ok() != Some(pidfile::own_pid()) {
                         if let Err(e) = pidfile::write(path) {
                             log::warn!("[{pid}] restoring the pid file: {e}");
                         }
                     }
                 }
-                if !self.draining {
-                    notify::send("READY=1");
+                if !self.draining && !self.delaying {
+                    // The child may have announced itself (it does so
+                    // before its ready byte): this process serves again.
+                    notify::send(&format!("MAINPID={pid}\nREADY=1"));
                 }
                 for w in waiters {
                     let _ = w.send(Err(clone_err(&e)));
@@ -750,6 +797,42 @@ impl ControlLoop<'_> {
         }
         if let Some(final_) = self.pending_drain.take() {
             self.begin_drain(final_);
+        }
+    }
+
+    /// A final shutdown: the drain, after the shutdown delay if there is one.
+    fn begin_shutdown(&mut self) {
+        let delay = self.cfg.shutdown_delay;
+        if delay.is_zero() {
+            self.begin_drain(true);
+            return;
+        }
+        // Keep accepting and serving, but say so: responses close their
+        // connections, `Handle::is_draining` turns true (a readiness probe
+        // answers 503), and an upgrade in flight is aborted.
+        self.delaying = true;
+        self.tracker.start_closing();
+        let _ = sys::eventfd_signal(self.stop_fd.as_raw_fd());
+        notify::send("STOPPING=1");
+        log::info!(
+            "[{}] still accepting for the shutdown delay of {}; then draining",
+            self.pid,
+            crate::fmt::Dur(delay)
+        );
+        let tx = self.tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("grace-delay".into())
+            .spawn(move || {
+                std::thread::sleep(delay);
+                let _ = tx.send(Control::DelayOver);
+            });
+        if let Err(e) = spawned {
+            log::error!(
+                "[{}] cannot time the shutdown delay ({e}); draining now",
+                self.pid
+            );
+            self.delaying = false;
+            self.begin_drain(true);
         }
     }
 
@@ -776,6 +859,8 @@ impl ControlLoop<'_> {
         let tx = self.tx.clone();
         let stop_timeout = self.cfg.stop_timeout;
         let force_grace = self.cfg.force_grace;
+        // STOPPING=1 went out when the shutdown delay began.
+        let delayed = !self.cfg.shutdown_delay.is_zero() && final_;
         let drain = move || {
             let started = Instant::now();
             // Stop accepting first, then tell connections to go: a client
@@ -792,14 +877,15 @@ impl ControlLoop<'_> {
                 l.close(final_);
             }
             log::debug!("[{pid}] listeners closed");
-            if final_ {
+            if final_ && !delayed {
                 notify::send("STOPPING=1");
             }
             let counts = tracker.start_drain();
             log::info!(
-                "[{pid}] draining {} connection(s) ({} busy); stop timeout {stop_timeout:?}",
+                "[{pid}] draining {} connection(s) ({} busy); stop timeout {}",
                 counts.0,
-                counts.1
+                counts.1,
+                crate::fmt::Dur(stop_timeout)
             );
             let stats = tracker.finish_drain(started, counts, stop_timeout, force_grace);
             let _ = tx.send(Control::Drained(stats));

@@ -941,3 +941,188 @@ pub fn open_fds() -> io::Result<Vec<RawFd>> {
     v.sort_unstable();
     Ok(v)
 }
+
+/// A pair of connected Unix datagram sockets, both CLOEXEC: the holder's
+/// notification channel (one datagram per `sd_notify`-style message).
+pub fn datagram_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    cvt(
+        // SAFETY: fds is a live array of two ints, as socketpair expects.
+        unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        },
+        "socketpair",
+    )?;
+    Ok((owned(fds[0]), owned(fds[1])))
+}
+
+/// The peer's credentials of a Unix socket (`SO_PEERCRED`): (pid, uid, gid).
+/// For a socketpair they are those of the process that created it.
+pub fn peer_cred(fd: RawFd) -> io::Result<(u32, u32, u32)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;
+    cvt(
+        // SAFETY: cred and len are live locals; the kernel writes at most len bytes.
+        unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                &mut cred as *mut libc::ucred as *mut libc::c_void,
+                &mut len,
+            )
+        },
+        "getsockopt(SO_PEERCRED)",
+    )?;
+    Ok((cred.pid as u32, cred.uid, cred.gid))
+}
+
+/// A saved signal mask, to restore with [`restore_signal_mask`].
+pub struct SigMask(libc::sigset_t);
+
+fn sigset_of(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it fully.
+    let mut set: libc::sigset_t = unsafe { mem::zeroed() };
+    // SAFETY: set is a live local sigset_t; the signal numbers are valid.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+    }
+    set
+}
+
+/// Blocks `signals` for the calling thread (the whole process, while it is
+/// single-threaded) and returns the previous mask.
+pub fn block_signals(signals: &[libc::c_int]) -> io::Result<SigMask> {
+    let set = sigset_of(signals);
+    // SAFETY: sigset_t is plain data; sigprocmask fills `old`.
+    let mut old: libc::sigset_t = unsafe { mem::zeroed() };
+    // SAFETY: both pointers are to live local sigset_t values.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+    if r != 0 {
+        return Err(error("pthread_sigmask", r));
+    }
+    Ok(SigMask(old))
+}
+
+/// Restores a mask saved by [`block_signals`].
+pub fn restore_signal_mask(mask: &SigMask) {
+    // SAFETY: mask.0 is an initialised sigset_t; the old-mask pointer may be null.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &mask.0, std::ptr::null_mut()) };
+}
+
+/// A `signalfd` (CLOEXEC, non-blocking) that reads `signals`, which the
+/// caller must have blocked.
+pub fn signalfd(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
+    let set = sigset_of(signals);
+    let fd = cvt(
+        // SAFETY: set is a live, initialised sigset_t; -1 asks for a new fd.
+        unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) },
+        "signalfd",
+    )?;
+    Ok(owned(fd))
+}
+
+/// A signal read from a [`signalfd`]: its number, and who sent it.
+#[derive(Debug, Clone, Copy)]
+pub struct SigInfo {
+    /// The signal number.
+    pub signo: i32,
+    /// The sending process (0 when the kernel sent it, say from a terminal).
+    pub pid: u32,
+    /// True if a process sent it with `kill` or `sigqueue`, false if the
+    /// kernel did (a terminal's Ctrl-C, a child's exit).
+    pub from_process: bool,
+}
+
+/// Reads the next pending signal from a non-blocking [`signalfd`];
+/// `Ok(None)` when none is pending.
+pub fn read_signal(fd: RawFd) -> io::Result<Option<SigInfo>> {
+    // SAFETY: signalfd_siginfo is plain data; the kernel fills it whole.
+    let mut info: libc::signalfd_siginfo = unsafe { mem::zeroed() };
+    let size = mem::size_of::<libc::signalfd_siginfo>();
+    loop {
+        // SAFETY: info is a live local of exactly `size` bytes.
+        let n = unsafe { libc::read(fd, &mut info as *mut _ as *mut libc::c_void, size) };
+        if n == -1 {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Ok(None),
+                _ => return Err(last("read(signalfd)")),
+            }
+        }
+        if n as usize != size {
+            return Ok(None);
+        }
+        return Ok(Some(SigInfo {
+            signo: info.ssi_signo as i32,
+            pid: info.ssi_pid,
+            from_process: info.ssi_code == libc::SI_USER || info.ssi_code == libc::SI_QUEUE,
+        }));
+    }
+}
+
+/// Forks a process that is known to be single-threaded. Returns the child's
+/// pid in the parent and `None` in the child, which may then go on running
+/// ordinary code (it is a full copy of the only thread).
+///
+/// # Safety
+/// The calling process must have exactly one thread: in a multi-threaded
+/// process the child could inherit a lock held by a thread that does not
+/// exist in it, and only async-signal-safe calls would be allowed after the
+/// fork.
+pub unsafe fn fork_single_threaded() -> io::Result<Option<u32>> {
+    // SAFETY: fork has no memory preconditions; the caller guarantees the
+    // process is single-threaded, so the child may run any code.
+    match unsafe { libc::fork() } {
+        -1 => Err(last("fork")),
+        0 => Ok(None),
+        pid => Ok(Some(pid as u32)),
+    }
+}
+
+/// Reaps any one child that has ended, without blocking: `Ok(Some((pid,
+/// how)))`, `Ok(None)` if children remain but none has ended, or an
+/// `ECHILD` error if there are no children at all.
+pub fn wait_any() -> io::Result<Option<(u32, Exit)>> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: status is a live local int.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if r == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(last("waitpid"));
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let how = if libc::WIFSIGNALED(status) {
+            Exit::Signal(libc::WTERMSIG(status))
+        } else {
+            Exit::Code(libc::WEXITSTATUS(status))
+        };
+        return Ok(Some((r as u32, how)));
+    }
+}
+
+/// True if process `pid` exists (a zombie counts until it is reaped).
+pub fn process_exists(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}

@@ -393,7 +393,7 @@ fn sigstopped_child_hits_upgrade_timeout_and_is_killed() {
     });
     Server::signal(child, libc::SIGSTOP);
     s.log.wait_line(
-        &format!("[{pid0}] upgrade failed: the child was not ready within 1.5s; killed it"),
+        &format!("[{pid0}] upgrade failed: the child was not ready within the upgrade timeout (1.5 s); killed it"),
         from,
         T,
     );

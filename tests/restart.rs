@@ -239,7 +239,10 @@ fn failed_upgrades_leave_the_old_process_serving() {
     attempt(&s, "the child ended before ready (exit status 1)");
     // 2. It hangs: killed at the upgrade timeout.
     write_script(&bin, "exec sleep 30");
-    attempt(&s, "the child was not ready within 2s");
+    attempt(
+        &s,
+        "the child was not ready within the upgrade timeout (2 s)",
+    );
     // 3. The path no longer exists.
     std::fs::remove_file(&bin).unwrap();
     attempt(&s, "cannot prepare the new process");

@@ -128,7 +128,11 @@ impl fmt::Display for UpgradeError {
             UpgradeError::Exec(e) => write!(f, "exec failed in the child: {e}"),
             UpgradeError::ChildExited(s) => write!(f, "the child ended before ready ({s})"),
             UpgradeError::Timeout(d) => {
-                write!(f, "the child was not ready within {d:?}; killed it")
+                write!(
+                    f,
+                    "the child was not ready within the upgrade timeout ({}); killed it",
+                    crate::fmt::Dur(*d)
+                )
             }
             UpgradeError::Aborted => write!(f, "aborted by a shutdown; killed the child"),
             UpgradeError::ServerGone => write!(f, "the server is not running"),

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::{record_start, resolve_binary, UpgradeError, UpgradeStats};
 use crate::listener::{ENV_GENERATION, ENV_READY_FD};
+use crate::notify::{self, ENV_HOLDER_FD};
 use crate::sys::{self, Exit};
 
 /// What [`upgrade`] needs.
@@ -105,13 +106,14 @@ fn kill_and_reap(pid: u32) -> Option<Exit> {
     }
 }
 
-fn handover_env(n: usize, names: &str, generation: u64) -> Vec<Vec<u8>> {
+fn handover_env(n: usize, names: &str, generation: u64, holder: bool) -> Vec<Vec<u8>> {
     let mut env: Vec<Vec<u8>> = std::env::vars_os()
         .filter(|(k, _)| {
             let k = k.as_bytes();
             !(k.starts_with(b"LISTEN_")
                 || k == ENV_READY_FD.as_bytes()
-                || k == ENV_GENERATION.as_bytes())
+                || k == ENV_GENERATION.as_bytes()
+                || k == ENV_HOLDER_FD.as_bytes())
         })
         .map(|(k, v)| {
             let mut e = k.as_bytes().to_vec();
@@ -124,6 +126,11 @@ fn handover_env(n: usize, names: &str, generation: u64) -> Vec<Vec<u8>> {
     env.push(format!("LISTEN_FDNAMES={names}").into_bytes());
     env.push(format!("{ENV_READY_FD}={}", 3 + n).into_bytes());
     env.push(format!("{ENV_GENERATION}={}", generation + 1).into_bytes());
+    if holder {
+        // The one thing a holder adds: its channel, right after the
+        // readiness socket.
+        env.push(format!("{ENV_HOLDER_FD}={}", 3 + n + 1).into_bytes());
+    }
     env
 }
 
@@ -139,9 +146,11 @@ pub(crate) fn upgrade(req: &Request<'_>) -> Result<(UpgradeStats, OwnedFd), Upgr
     let (parent_end, child_end) = sys::socketpair().map_err(UpgradeError::Prepare)?;
     let n = req.fds.len();
     let names: Vec<&str> = req.fds.iter().map(|(_, name)| name.as_str()).collect();
-    let env = handover_env(n, &names.join(":"), req.generation);
+    let holder_fd = notify::holder_fd();
+    let env = handover_env(n, &names.join(":"), req.generation, holder_fd.is_some());
     let mut fds: Vec<RawFd> = req.fds.iter().map(|(fd, _)| *fd).collect();
     fds.push(child_end.as_raw_fd());
+    fds.extend(holder_fd);
     let argv: Vec<OsString> = if start.argv.is_empty() {
         vec![path.clone().into_os_string()]
     } else {
@@ -150,10 +159,15 @@ pub(crate) fn upgrade(req: &Request<'_>) -> Result<(UpgradeStats, OwnedFd), Upgr
     let mut spec = sys::ExecSpec::new(&path, &argv, &env, true, fds, Some(&start.cwd))
         .map_err(UpgradeError::Prepare)?;
     log::debug!(
-        "[{me}] forking to exec {} with {n} listener(s) at fds 3..{} and the readiness socket at fd {}",
+        "[{me}] forking to exec {} with {n} listener(s) at fds 3..{}, the readiness socket at fd {}{}",
         path.display(),
         3 + n,
-        3 + n
+        3 + n,
+        if holder_fd.is_some() {
+            format!(" and the holder channel at fd {}", 3 + n + 1)
+        } else {
+            String::new()
+        }
     );
     let (pid, err_pipe) = sys::fork_exec(&mut spec).map_err(UpgradeError::Fork)?;
     drop(spec);
@@ -189,9 +203,9 @@ pub(crate) fn upgrade(req: &Request<'_>) -> Result<(UpgradeStats, OwnedFd), Upgr
     }
     drop(err_pipe);
     log::info!(
-        "[{me}] started child {pid} ({}); waiting up to {:?} for it to be ready",
+        "[{me}] started child {pid} ({}); waiting up to {} for it to be ready",
         path.display(),
-        deadline.saturating_duration_since(Instant::now())
+        crate::fmt::Dur(deadline.saturating_duration_since(Instant::now()))
     );
 
     // Wait for the ready byte.

@@ -93,10 +93,8 @@ fn serve_conn(mut conn: Conn) {
 fn main() {
     grace::init();
     let mut listen: Vec<ListenAddr> = Vec::new();
-    let mut cfg = grace::Config {
-        handle_signals: true,
-        ..grace::Config::default()
-    };
+    let mut cfg = grace::Config::default();
+    cfg.handle_signals = true;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next();

@@ -25,7 +25,16 @@ const USAGE: &str = "\
 grace demo server: zero-downtime restarts with SIGUSR2 or SIGHUP, graceful shutdown with
 SIGTERM, SIGINT or SIGQUIT (a second one during the drain exits at once).
 
-USAGE: hello [OPTIONS]
+USAGE: hello [OPTIONS]                      serve
+       hello upgrade --control PATH         upgrade the server and print its verdict
+       hello status --control PATH          print the server's status
+       hello shutdown --control PATH        start a graceful shutdown
+
+  upgrade exits 0 when the new generation took over and passed its probation,
+  1 when it failed or was rolled back (the reason names the child's exit status
+  or the upgrade timeout), 2 when it was refused (an upgrade or a drain already
+  running), 3 when no server answered. One JSON line on stdout. For systemd:
+  ExecReload=/path/to/hello upgrade --control /run/hello/control.sock
 
 SIGNALS:
   SIGUSR2, SIGHUP          upgrade: start the binary found at this one's path (again, so a
@@ -42,6 +51,11 @@ OPTIONS:
   --supervise              start a holder process that keeps this pid, forwards signals to
                            the serving generation, reaps, and exits with its status: for tini,
                            dumb-init, runit, s6, supervisord or a shell's wait. Automatic as PID 1
+  --control PATH           a control socket (mode 0600) for `hello upgrade|status|shutdown`;
+                           handed down to each new generation, never unlinked on an upgrade
+  --probation-ms N         after the new generation is ready, keep the listener fds N ms and
+                           roll back (accept again) if it exits meanwhile (default 2000; 0: off)
+  --exit-after-ready-ms N  (for tests) exit with status 3, N ms after being ready
   --shutdown-delay-ms N    on SIGTERM/SIGINT keep accepting and serving N ms (every response
                            says Connection: close, /healthz answers 503), then drain (default 0)
   --max-connections N      serve at most N connections at once (others wait in the backlog)
@@ -79,6 +93,7 @@ ENVIRONMENT:
   RUST_LOG=info|debug|trace|warn|error (default info)";
 
 struct Args {
+    exit_after_ready: Option<Duration>,
     listen: Vec<ListenAddr>,
     cfg: grace::Config,
     http: grace::http::Config,
@@ -88,15 +103,14 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
+        exit_after_ready: None,
         listen: Vec::new(),
-        cfg: grace::Config {
-            handle_signals: true,
-            ..grace::Config::default()
-        },
+        cfg: grace::Config::default(),
         http: grace::http::Config::default(),
         greeting: "hello".into(),
         refuse_upgrade_if: None,
     };
+    a.cfg.handle_signals = true;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -141,6 +155,9 @@ fn parse_args() -> Result<Args, String> {
             "--linger-ms" => a.http.linger_timeout = ms(&value)?,
             "--stop-timeout-ms" => a.cfg.stop_timeout = ms(&value)?,
             "--shutdown-delay-ms" => a.cfg.shutdown_delay = ms(&value)?,
+            "--probation-ms" => a.cfg.probation = ms(&value)?,
+            "--control" => a.cfg.control = Some(PathBuf::from(value)),
+            "--exit-after-ready-ms" => a.exit_after_ready = Some(ms(&value)?),
             "--upgrade-timeout-ms" => a.cfg.upgrade_timeout = ms(&value)?,
             "--max-body-bytes" => a.http.max_body_bytes = num(&value)?,
             "--stack-kb" => a.cfg.thread_stack_size = num(&value)? as usize * 1024,
@@ -171,6 +188,9 @@ const VALUE_FLAGS: &[&str] = &[
     "--linger-ms",
     "--stop-timeout-ms",
     "--shutdown-delay-ms",
+    "--probation-ms",
+    "--control",
+    "--exit-after-ready-ms",
     "--upgrade-timeout-ms",
     "--max-body-bytes",
     "--stack-kb",
@@ -374,7 +394,53 @@ fn init_logger() {
     }
 }
 
+/// `hello upgrade|status|shutdown --control PATH [--timeout-ms N]`: the
+/// control-socket client, for scripts and `ExecReload=`.
+fn client(command: &str) -> ! {
+    let mut path = None;
+    let mut timeout = Duration::from_secs(600);
+    let mut it = std::env::args().skip(2);
+    while let Some(flag) = it.next() {
+        match (flag.as_str(), it.next()) {
+            ("--control", Some(v)) => path = Some(PathBuf::from(v)),
+            ("--timeout-ms", Some(v)) => match v.parse() {
+                Ok(ms) => timeout = Duration::from_millis(ms),
+                Err(_) => {
+                    eprintln!("hello {command}: --timeout-ms {v:?} is not a number");
+                    std::process::exit(2);
+                }
+            },
+            (f, _) => {
+                eprintln!(
+                    "hello {command}: unknown flag {f} (want --control PATH [--timeout-ms N])"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    let Some(path) = path else {
+        eprintln!("hello {command}: --control PATH is required");
+        std::process::exit(2);
+    };
+    match grace::control::request(&path, command, timeout) {
+        Ok(reply) => {
+            println!("{}", reply.line);
+            std::process::exit(reply.exit_code());
+        }
+        Err(e) => {
+            let why = format!("{}: {e}", path.display()).replace('"', "'");
+            println!("{{\"ok\":false,\"result\":\"no server\",\"error\":\"{why}\"}}");
+            std::process::exit(grace::control::EXIT_NO_SERVER);
+        }
+    }
+}
+
 fn main() {
+    if let Some(cmd) = std::env::args().nth(1) {
+        if matches!(cmd.as_str(), "upgrade" | "status" | "shutdown") {
+            client(&cmd);
+        }
+    }
     // The logger first (it starts no thread), so the handover's first log
     // lines are seen; then read inherited listeners and clear LISTEN_*
     // while still single-threaded.
@@ -417,6 +483,19 @@ fn main() {
     // "hello\n", made once (the `/` route serves it without allocating).
     let greeting: &'static str = Box::leak(format!("{}\n", args.greeting).into_boxed_str());
     let h = server.handle();
+    if let Some(after) = args.exit_after_ready {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            if h.wait_ready(Duration::from_secs(600)) {
+                std::thread::sleep(after);
+                log::warn!(
+                    "hello: pid {} exiting with status 3, as --exit-after-ready-ms asked",
+                    std::process::id()
+                );
+                std::process::exit(3);
+            }
+        });
+    }
     let outcome = server.serve_http(
         move |req: Request<RequestBody>| handle(greeting, &h, req),
         args.http,

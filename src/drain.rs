@@ -86,6 +86,8 @@ pub struct DrainStats {
     /// Forced connections whose threads had still not finished when the
     /// drain returned.
     pub abandoned: usize,
+    /// The drain was ended early by a rollback ([`Tracker::end_drain`]).
+    pub cancelled: bool,
 }
 
 /// Counts and registers live connections; see the module docs.
@@ -98,6 +100,8 @@ pub struct Tracker {
     draining: AtomicBool,
     /// Going away (a shutdown delay, then the drain): responses close.
     closing: AtomicBool,
+    /// Bumped by [`Tracker::end_drain`]: a drain of an older epoch gives up.
+    epoch: AtomicU64,
     drain_fd: OwnedFd,
     accepted: AtomicU64,
     closed: AtomicU64,
@@ -123,6 +127,7 @@ impl Tracker {
             busy: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
             drain_fd: sys::eventfd()?,
             accepted: AtomicU64::new(0),
             closed: AtomicU64::new(0),
@@ -167,6 +172,24 @@ impl Tracker {
     /// connection (the shutdown delay).
     pub fn start_closing(&self) {
         self.closing.store(true, Ordering::Release);
+    }
+
+    /// Ends a drain early (a rollback: the new generation died during its
+    /// probation and this process serves again). Clears the draining flags
+    /// and the drain fd, and makes a [`Tracker::finish_drain`] still waiting
+    /// return at once without forcing anything: the connections accepted
+    /// from now on are not its business. Connections told to close before
+    /// still close after their response.
+    pub fn end_drain(&self) {
+        let reg = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.draining.store(false, Ordering::Release);
+        self.closing.store(false, Ordering::Release);
+        if let Err(e) = sys::eventfd_clear(self.drain_fd.as_raw_fd()) {
+            log::error!("[{}] cannot clear the drain fd: {e}", sys::getpid());
+        }
+        drop(reg);
+        self.cond.notify_all();
     }
 
     /// The eventfd that becomes (and stays) readable when a drain starts.
@@ -237,9 +260,15 @@ impl Tracker {
 
     /// Waits until no connection is left or `deadline` passes. True if none is left.
     pub fn wait_empty(&self, deadline: Instant) -> bool {
+        self.wait_empty_in(deadline, None)
+    }
+
+    /// [`Tracker::wait_empty`], giving up early once the epoch moves on from
+    /// `epoch`.
+    fn wait_empty_in(&self, deadline: Instant, epoch: Option<u64>) -> bool {
         let mut reg = self.lock();
         reg.waiters += 1;
-        while self.active() > 0 {
+        while self.active() > 0 && epoch.map_or(true, |e| e == self.epoch.load(Ordering::Acquire)) {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -319,12 +348,17 @@ impl Tracker {
         force_grace: Duration,
     ) -> DrainStats {
         let pid = sys::getpid();
+        let epoch = self.epoch.load(Ordering::Acquire);
         let mut stats = DrainStats {
             open_at_start: counts.0,
             busy_at_start: counts.1,
             ..DrainStats::default()
         };
-        if !self.wait_empty(started + stop_timeout) {
+        let empty = self.wait_empty_in(started + stop_timeout, Some(epoch));
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            log::info!("[{pid}] drain ended early: serving again");
+            stats.cancelled = true;
+        } else if !empty {
             let (new, idle, busy, closing) = self.states();
             log::warn!(
                 "[{pid}] stop timeout ({}) reached with {} connection(s) open \

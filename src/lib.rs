@@ -37,6 +37,7 @@
 
 mod accept;
 pub mod conn;
+pub mod control;
 pub mod drain;
 mod fmt;
 pub mod holder;

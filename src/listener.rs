@@ -149,6 +149,12 @@ impl Listener {
     /// replaced; one that a live server accepts on is refused with
     /// `AddrInUse`.
     pub fn bind(addr: &ListenAddr, backlog: i32) -> io::Result<Listener> {
+        Listener::bind_mode(addr, backlog, None)
+    }
+
+    /// [`Listener::bind`]; a Unix socket file gets permission bits `mode`
+    /// between `bind` and `listen`, so nobody can connect before they apply.
+    pub fn bind_mode(addr: &ListenAddr, backlog: i32, mode: Option<u32>) -> io::Result<Listener> {
         let ctx = |e: io::Error| io::Error::new(e.kind(), format!("listen on {addr}: {e}"));
         let (domain, unix_path) = match addr {
             ListenAddr::Tcp(SocketAddr::V4(_)) => (libc::AF_INET, None),
@@ -169,6 +175,10 @@ impl Listener {
                 .map_err(ctx)?;
         }
         sys::bind(fd.as_raw_fd(), &addr.sock_addr()).map_err(ctx)?;
+        if let (Some(path), Some(mode)) = (unix_path, mode) {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(ctx)?;
+        }
         sys::listen(fd.as_raw_fd(), backlog).map_err(ctx)?;
         let actual = sys::getsockname(fd.as_raw_fd())
             .ok()
@@ -229,6 +239,11 @@ impl Listener {
     /// The name passed down in `LISTEN_FDNAMES`.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Renames it (the name passed down in `LISTEN_FDNAMES`).
+    pub(crate) fn set_name(&mut self, name: &str) {
+        self.name = name.to_string();
     }
 
     /// Sets `TCP_DEFER_ACCEPT` to `wait`, rounded up to whole seconds
@@ -423,6 +438,26 @@ fn read_inherited() -> Inherited {
     out
 }
 
+/// Inherited sockets with these `LISTEN_FDNAMES` are never adopted as
+/// listeners by [`Listeners::open`]: the control socket (`grace-control`).
+pub(crate) const RESERVED_NAMES: &[&str] = &["grace-control"];
+
+/// Takes the inherited socket named `name` (see [`RESERVED_NAMES`]), if
+/// there is one and it is a listening stream socket.
+pub(crate) fn take_inherited_named(name: &str) -> Option<Listener> {
+    let mut inh = inherited().lock().ok()?;
+    let i = inh.fds.iter().position(|(_, n)| n == name)?;
+    let (fd, name) = inh.fds.remove(i);
+    let raw = fd.as_raw_fd();
+    match Listener::adopt(fd, name) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            log::warn!("[{}] closing inherited fd {raw}: {e}", sys::getpid());
+            None
+        }
+    }
+}
+
 /// Reads the handover environment now, while the program is still
 /// single-threaded (see [`crate::init`]).
 pub(crate) fn init() {
@@ -472,7 +507,14 @@ impl Listeners {
             .lock()
             .map_err(|_| io::Error::other("inherited listener table poisoned"))?;
         let mut candidates: Vec<Listener> = Vec::new();
-        for (fd, name) in inh.fds.drain(..) {
+        // The control socket is not an HTTP listener: left for
+        // `take_inherited_named`.
+        let (reserved, fds): (Vec<_>, Vec<_>) = inh
+            .fds
+            .drain(..)
+            .partition(|(_, name)| RESERVED_NAMES.contains(&name.as_str()));
+        inh.fds = reserved;
+        for (fd, name) in fds {
             let raw = fd.as_raw_fd();
             match Listener::adopt(fd, name) {
                 Ok(l) => candidates.push(l),

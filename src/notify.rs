@@ -68,9 +68,36 @@ pub(crate) fn set_holder(fd: OwnedFd, pid: u32) {
     *holder().lock().unwrap_or_else(|p| p.into_inner()) = Some(HolderLink { fd, pid });
 }
 
-/// Reads the inherited holder channel now (see [`crate::init`]).
+/// Reads the inherited holder channel and the watchdog settings now (see
+/// [`crate::init`]).
 pub(crate) fn init() {
     let _ = holder();
+    let _ = watchdog_interval();
+}
+
+/// How often to send `WATCHDOG=1`: half of systemd's `WATCHDOG_USEC`, when
+/// it is set and `WATCHDOG_PID` (if set) names this process or its holder.
+/// Read once; the variables stay in the environment for the next
+/// generation, which gets its own `WATCHDOG_PID`.
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    static WATCHDOG: OnceLock<Option<std::time::Duration>> = OnceLock::new();
+    *WATCHDOG.get_or_init(|| {
+        let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+        if usec == 0 {
+            return None;
+        }
+        if let Some(p) = std::env::var("WATCHDOG_PID").ok() {
+            let p: u32 = p.parse().ok()?;
+            if p != sys::getpid() && Some(p) != holder_pid() {
+                log::info!(
+                    "[{}] ignoring WATCHDOG_USEC: WATCHDOG_PID={p} is another process",
+                    sys::getpid()
+                );
+                return None;
+            }
+        }
+        Some(std::time::Duration::from_micros(usec / 2))
+    })
 }
 
 /// The pid of the holder this process serves under, if any: the pid a

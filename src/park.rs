@@ -289,6 +289,24 @@ impl ParkLot {
         drop(entries);
     }
 
+    /// Serves on after a drain was ended early (a rollback,
+    /// [`Tracker::end_drain`], which cleared the drain fd first): idle
+    /// connections get their normal deadlines again, and the next drain
+    /// wakes the poller as the first one did.
+    pub(crate) fn resume(&self) {
+        let mut slab = self.lock();
+        slab.draining = false;
+        if let Err(e) = sys::epoll_ctl(
+            self.epfd.as_raw_fd(),
+            libc::EPOLL_CTL_MOD,
+            self.tracker.drain_fd(),
+            (libc::EPOLLIN | libc::EPOLLONESHOT) as u32,
+            DRAIN,
+        ) {
+            log::error!("[{}] cannot re-arm the drain fd: {e}", sys::getpid());
+        }
+    }
+
     /// (parked, lingering) connections, for tests and logs.
     #[cfg(test)]
     pub(crate) fn counts(&self) -> (usize, usize) {

@@ -703,9 +703,10 @@ pub struct ExecSpec {
     argv_ptrs: Vec<*const libc::c_char>,
     env: Vec<Vec<u8>>,
     envp: Vec<*const libc::c_char>,
-    /// Index in `env` of the `LISTEN_PID=` entry, whose digits the child
-    /// fills in with its own pid.
-    pid_entry: Option<usize>,
+    /// Indexes in `env` of the `NAME=` entries (`LISTEN_PID=`,
+    /// `WATCHDOG_PID=`) whose digits the child fills in with its own pid,
+    /// with the length of their `NAME=` prefix.
+    pid_entries: Vec<(usize, usize)>,
     /// Fds to place at 3, 4, ... in the child, in order.
     fds: Vec<RawFd>,
     cwd: Option<CString>,
@@ -713,16 +714,19 @@ pub struct ExecSpec {
 
 /// Room for the digits of any pid after `LISTEN_PID=`.
 const PID_DIGITS: usize = 20;
+/// At most this many `NAME=<child pid>` entries.
+const MAX_PID_VARS: usize = 2;
 
 impl ExecSpec {
     /// Prepares `path` to run with `argv`, environment `env` (`KEY=VALUE`
-    /// strings), and `fds` placed at 3, 4, .... When `listen_pid` is set, a
-    /// `LISTEN_PID=` entry is added whose value the child fills in.
+    /// strings), and `fds` placed at 3, 4, .... For each name in `pid_vars`
+    /// (at most two: `LISTEN_PID`, `WATCHDOG_PID`) an entry is added whose
+    /// value the child fills in with its own pid, unknown before the fork.
     pub fn new(
         path: &Path,
         argv: &[std::ffi::OsString],
         env: &[Vec<u8>],
-        listen_pid: bool,
+        pid_vars: &[&str],
         fds: Vec<RawFd>,
         cwd: Option<&Path>,
     ) -> io::Result<ExecSpec> {
@@ -750,11 +754,18 @@ impl ExecSpec {
             v.push(0);
             envs.push(v);
         }
-        let mut pid_entry = None;
-        if listen_pid {
-            let mut v = b"LISTEN_PID=".to_vec();
+        if pid_vars.len() > MAX_PID_VARS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "too many pid variables",
+            ));
+        }
+        let mut pid_entries = Vec::new();
+        for name in pid_vars {
+            let mut v = format!("{name}=").into_bytes();
+            let prefix = v.len();
             v.extend(std::iter::repeat(0u8).take(PID_DIGITS + 1));
-            pid_entry = Some(envs.len());
+            pid_entries.push((envs.len(), prefix));
             envs.push(v);
         }
         let mut envp: Vec<*const libc::c_char> = envs
@@ -772,7 +783,7 @@ impl ExecSpec {
             argv_ptrs,
             env: envs,
             envp,
-            pid_entry,
+            pid_entries,
             fds,
             cwd,
         })
@@ -803,10 +814,12 @@ pub fn fork_exec(spec: &mut ExecSpec) -> io::Result<(u32, OwnedFd)> {
         .max()
         .unwrap_or(3)
         + 1;
-    let pid_ptr: *mut u8 = match spec.pid_entry {
-        Some(i) => spec.env[i].as_mut_ptr(),
-        None => std::ptr::null_mut(),
-    };
+    let mut pid_ptrs: [*mut u8; MAX_PID_VARS] = [std::ptr::null_mut(); MAX_PID_VARS];
+    for (slot, &(i, prefix)) in pid_ptrs.iter_mut().zip(&spec.pid_entries) {
+        // SAFETY: `prefix` is the length of the `NAME=` start of this entry,
+        // which has PID_DIGITS + 1 more bytes after it.
+        *slot = unsafe { spec.env[i].as_mut_ptr().add(prefix) };
+    }
     let fds_ptr = spec.fds.as_ptr();
     let nfds = spec.fds.len();
     let path = spec.path.as_ptr();
@@ -828,7 +841,7 @@ pub fn fork_exec(spec: &mut ExecSpec) -> io::Result<(u32, OwnedFd)> {
         // SAFETY: the child half; see `child_after_fork`.
         unsafe {
             child_after_fork(
-                fds_ptr, nfds, high, err_w_raw, pid_ptr, cwd, path, argv, envp,
+                fds_ptr, nfds, high, err_w_raw, pid_ptrs, cwd, path, argv, envp,
             )
         }
     }
@@ -847,7 +860,7 @@ unsafe fn child_after_fork(
     nfds: usize,
     high: RawFd,
     err_w: RawFd,
-    pid_ptr: *mut u8,
+    pid_ptrs: [*mut u8; MAX_PID_VARS],
     cwd: *const libc::c_char,
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
@@ -897,20 +910,23 @@ unsafe fn child_after_fork(
             fail(err_w);
         }
     }
-    // LISTEN_PID=<our pid>, written into the placeholder without allocating.
-    if !pid_ptr.is_null() {
-        let mut pid = libc::getpid() as u32;
-        let mut digits = [0u8; 20];
-        let mut len = 0;
-        loop {
-            digits[len] = b'0' + (pid % 10) as u8;
-            len += 1;
-            pid /= 10;
-            if pid == 0 {
-                break;
-            }
+    // LISTEN_PID=<our pid> (and WATCHDOG_PID=), written into the
+    // placeholders without allocating.
+    let mut pid = libc::getpid() as u32;
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (pid % 10) as u8;
+        len += 1;
+        pid /= 10;
+        if pid == 0 {
+            break;
         }
-        let value = pid_ptr.add(b"LISTEN_PID=".len());
+    }
+    for value in pid_ptrs {
+        if value.is_null() {
+            continue;
+        }
         for i in 0..len {
             *value.add(i) = digits[len - 1 - i];
         }
@@ -1125,4 +1141,10 @@ pub fn process_exists(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists.
     let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
     r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// This process's effective user id.
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
 }

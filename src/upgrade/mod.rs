@@ -89,6 +89,7 @@ fn is_executable(p: &Path) -> bool {
 /// Why an upgrade did not happen. In every case the old process keeps
 /// serving as if nothing happened.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum UpgradeError {
     /// Another upgrade is in progress.
     InProgress,
@@ -110,6 +111,16 @@ pub enum UpgradeError {
     Timeout(Duration),
     /// A shutdown began while waiting; the child was killed.
     Aborted,
+    /// The child was ready, but exited during its probation: this process
+    /// accepts on the same sockets again.
+    RolledBack {
+        /// The child.
+        child_pid: u32,
+        /// How it ended.
+        status: Exit,
+        /// From its ready byte to its end.
+        lived: Duration,
+    },
     /// The server is gone (a [`crate::Handle`] outlived it).
     ServerGone,
 }
@@ -135,6 +146,16 @@ impl fmt::Display for UpgradeError {
                 )
             }
             UpgradeError::Aborted => write!(f, "aborted by a shutdown; killed the child"),
+            UpgradeError::RolledBack {
+                child_pid,
+                status,
+                lived,
+            } => write!(
+                f,
+                "rolled back: child {child_pid} ended during its probation ({status}) {} after \
+                 it was ready",
+                crate::fmt::Dur(*lived)
+            ),
             UpgradeError::ServerGone => write!(f, "the server is not running"),
         }
     }
@@ -142,8 +163,21 @@ impl fmt::Display for UpgradeError {
 
 impl std::error::Error for UpgradeError {}
 
+impl UpgradeError {
+    /// True if the upgrade was refused before anything started (one already
+    /// running, the previous generation still draining or on probation, a
+    /// shutdown): ask again later. False if a child was tried and failed.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            UpgradeError::InProgress | UpgradeError::ParentAlive | UpgradeError::ShuttingDown
+        )
+    }
+}
+
 /// A successful upgrade.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UpgradeStats {
     /// The new process.
     pub child_pid: u32,
@@ -151,6 +185,8 @@ pub struct UpgradeStats {
     pub child_generation: u64,
     /// From the request (signal or call) to the child's ready byte.
     pub duration: Duration,
+    /// The probation the child then passed (zero: none).
+    pub probation: Duration,
 }
 
 #[cfg(test)]

@@ -85,6 +85,14 @@ fn reap_within(pid: u32, deadline: Instant) -> Option<Exit> {
     }
 }
 
+/// Reaps a child that closed its readiness socket (it ended, or is ending):
+/// it gets [`EXIT_GRACE`] to exit by itself, then SIGKILL.
+pub(crate) fn reap_child(pid: u32) -> Exit {
+    reap_within(pid, Instant::now() + EXIT_GRACE)
+        .or_else(|| kill_and_reap(pid))
+        .unwrap_or(Exit::Signal(libc::SIGKILL))
+}
+
 /// Kills (if still running) and reaps a child that will not take over.
 fn kill_and_reap(pid: u32) -> Option<Exit> {
     let me = sys::getpid();
@@ -111,6 +119,7 @@ fn handover_env(n: usize, names: &str, generation: u64, holder: bool) -> Vec<Vec
         .filter(|(k, _)| {
             let k = k.as_bytes();
             !(k.starts_with(b"LISTEN_")
+                || k == b"WATCHDOG_PID"
                 || k == ENV_READY_FD.as_bytes()
                 || k == ENV_GENERATION.as_bytes()
                 || k == ENV_HOLDER_FD.as_bytes())
@@ -156,7 +165,14 @@ pub(crate) fn upgrade(req: &Request<'_>) -> Result<(UpgradeStats, OwnedFd), Upgr
     } else {
         start.argv.clone()
     };
-    let mut spec = sys::ExecSpec::new(&path, &argv, &env, true, fds, Some(&start.cwd))
+    // The child takes the watchdog over: WATCHDOG_PID names it, the way
+    // LISTEN_PID does (WATCHDOG_USEC is passed on as it is).
+    let pid_vars: &[&str] = if notify::watchdog_interval().is_some() {
+        &["LISTEN_PID", "WATCHDOG_PID"]
+    } else {
+        &["LISTEN_PID"]
+    };
+    let mut spec = sys::ExecSpec::new(&path, &argv, &env, pid_vars, fds, Some(&start.cwd))
         .map_err(UpgradeError::Prepare)?;
     log::debug!(
         "[{me}] forking to exec {} with {n} listener(s) at fds 3..{}, the readiness socket at fd {}{}",
@@ -254,6 +270,7 @@ pub(crate) fn upgrade(req: &Request<'_>) -> Result<(UpgradeStats, OwnedFd), Upgr
         child_pid: pid,
         child_generation: req.generation + 1,
         duration: req.started.elapsed(),
+        probation: Duration::ZERO,
     };
     Ok((stats, parent_end))
 }

@@ -3,10 +3,12 @@
 //! and reap every generation (the test process is a child subreaper).
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -592,4 +594,152 @@ pub fn bind_in_process() -> (grace::Server, SocketAddr) {
         other => panic!("{other}"),
     };
     (server, addr)
+}
+
+/// A request that failed, with what is known of its connection.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The client's local port (to find the accepting process in the log).
+    pub port: u16,
+    /// The pid that answered earlier requests on this connection, if any.
+    pub owner: Option<u32>,
+    /// The error (read through `Debug` in assertion messages).
+    pub what: String,
+}
+
+/// Keep-alive clients asking `GET /pid` in a loop, so every response says
+/// which process served it, and every failure can be attributed.
+pub struct PidLoad {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    by_pid: Arc<Mutex<HashMap<u32, u64>>>,
+    failures: Arc<Mutex<Vec<Failure>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl PidLoad {
+    pub fn start(addr: SocketAddr, n: usize) -> PidLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let by_pid = Arc::new(Mutex::new(HashMap::new()));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..n)
+            .map(|_| {
+                let (stop, ok, by_pid, failures) =
+                    (stop.clone(), ok.clone(), by_pid.clone(), failures.clone());
+                std::thread::spawn(move || {
+                    let mut budget = 200_000u32;
+                    let mut conn: Option<(Client, u16, Option<u32>)> = None;
+                    while !stop.load(Ordering::Relaxed) && budget > 0 {
+                        budget -= 1;
+                        if conn.is_none() {
+                            match Client::new(addr) {
+                                Ok(c) => {
+                                    let port = c.r.get_ref().local_addr().unwrap().port();
+                                    conn = Some((c, port, None));
+                                }
+                                Err(e) => {
+                                    failures.lock().unwrap().push(Failure {
+                                        port: 0,
+                                        owner: None,
+                                        what: format!("connect: {e}"),
+                                    });
+                                    std::thread::sleep(Duration::from_millis(10));
+                                    continue;
+                                }
+                            }
+                        }
+                        let (c, port, owner) = conn.as_mut().unwrap();
+                        let fail = |what: String| Failure {
+                            port: *port,
+                            owner: *owner,
+                            what,
+                        };
+                        match c.get("/pid") {
+                            Ok(r) if r.status == 200 => {
+                                let (pid, _) = parse_pid_gen(&r.body_str());
+                                *owner = Some(pid);
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                *by_pid.lock().unwrap().entry(pid).or_default() += 1;
+                                if r.closes() {
+                                    conn = None;
+                                }
+                            }
+                            Ok(r) => {
+                                failures
+                                    .lock()
+                                    .unwrap()
+                                    .push(fail(format!("status {}", r.status)));
+                                conn = None;
+                            }
+                            Err(e) => {
+                                failures.lock().unwrap().push(fail(format!("{e}")));
+                                conn = None;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        PidLoad {
+            stop,
+            ok,
+            by_pid,
+            failures,
+            threads,
+        }
+    }
+
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `n` more requests succeeded.
+    pub fn progress(&self, n: u64) {
+        let target = self.ok() + n;
+        wait_for("load progress", WAIT, || {
+            (self.ok() >= target).then_some(())
+        });
+    }
+
+    /// Waits until `n` more requests were served by `pid`.
+    pub fn progress_on(&self, pid: u32, n: u64) {
+        let served = || self.by_pid.lock().unwrap().get(&pid).copied().unwrap_or(0);
+        let target = served() + n;
+        wait_for("load progress on the new process", WAIT, || {
+            (served() >= target).then_some(())
+        });
+    }
+
+    pub fn finish(self) -> (u64, HashMap<u32, u64>, Vec<Failure>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let by_pid = self.by_pid.lock().unwrap().clone();
+        let failures = self.failures.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), by_pid, failures)
+    }
+}
+
+/// Asserts the load saw no failure at all.
+pub fn assert_no_failures(ok: u64, failures: &[Failure]) {
+    assert!(
+        failures.is_empty(),
+        "{} failed request(s) of {}: {:?}",
+        failures.len(),
+        ok + failures.len() as u64,
+        &failures[..failures.len().min(10)]
+    );
+}
+
+/// The pid that accepted the connection from local `port`, by the last
+/// `accepted Inet(127.0.0.1:PORT)` line in the log.
+pub fn accepted_by(log: &Log, port: u16) -> Option<u32> {
+    let needle = format!("accepted Inet(127.0.0.1:{port})");
+    log.lines()
+        .iter()
+        .rev()
+        .find(|l| l.contains(&needle))
+        .and_then(|l| l.split('[').nth(1)?.split(']').next()?.parse().ok())
 }

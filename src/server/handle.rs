@@ -1,0 +1,157 @@
+//! [`Handle`]: control a running server from any thread; [`Outcome`]: how
+//! serving ended.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use super::control_loop::Control;
+use crate::drain::{DrainStats, Tracker};
+use crate::upgrade::{UpgradeError, UpgradeStats};
+
+/// Why [`Server::serve`](super::Server::serve) returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// A shutdown was asked for and the drain finished.
+    Shutdown,
+    /// A new process took over and the drain finished.
+    Upgraded,
+    /// A second SIGTERM/SIGINT arrived during the drain: returned at once,
+    /// without waiting for connections. The program should exit non-zero.
+    Aborted,
+}
+
+/// What happened, returned by [`Server::serve`](super::Server::serve) and
+/// [`Handle::wait`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// Why serving stopped.
+    pub reason: StopReason,
+    /// This process's generation.
+    pub generation: u64,
+    /// The successful upgrade, if one ended this process.
+    pub upgrade: Option<UpgradeStats>,
+    /// The drain (absent when aborted).
+    pub drain: Option<DrainStats>,
+}
+
+/// Where [`Server::serve`](super::Server::serve) leaves its outcome for
+/// [`Handle::wait`].
+#[derive(Default)]
+pub(crate) struct Done {
+    pub(crate) outcome: Mutex<Option<Outcome>>,
+    pub(crate) cond: Condvar,
+    /// Set once the server serves (accepting, ready byte sent).
+    pub(crate) ready: Mutex<bool>,
+    pub(crate) ready_cond: Condvar,
+}
+
+impl Done {
+    pub(crate) fn set_ready(&self) {
+        *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.ready_cond.notify_all();
+    }
+}
+
+/// Controls a running server from any thread: ask for a shutdown or an
+/// upgrade, and wait for the end. Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) tx: Sender<Control>,
+    pub(crate) done: Arc<Done>,
+    pub(crate) tracker: Arc<Tracker>,
+}
+
+impl Handle {
+    /// Starts a graceful shutdown (a drain) and returns at once.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Control::Shutdown);
+    }
+
+    /// Starts an upgrade and waits for its verdict: `Ok` once the new
+    /// process is ready and has passed its [`Config::probation`](super::Config::probation)
+    /// (this one then exits), `Err` if it failed or was rolled back (this
+    /// one serves on).
+    pub fn upgrade(&self) -> Result<UpgradeStats, UpgradeError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.tx
+            .send(Control::Upgrade(Some(tx)))
+            .map_err(|_| UpgradeError::ServerGone)?;
+        rx.recv().unwrap_or(Err(UpgradeError::ServerGone))
+    }
+
+    /// Waits until [`Server::serve`](super::Server::serve) has returned, and
+    /// gives its outcome.
+    pub fn wait(&self) -> Outcome {
+        let mut g = self.done.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(o) = g.as_ref() {
+                return o.clone();
+            }
+            g = self.done.cond.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Like [`Handle::wait`], giving up at `timeout`.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Outcome> {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.done.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(o) = g.as_ref() {
+                return Some(o.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            g = self
+                .done
+                .cond
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits up to `timeout` until the server serves: accepting, and (for a
+    /// new generation) its parent told. True if it does.
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.done.ready.lock().unwrap_or_else(|p| p.into_inner());
+        while !*g {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            g = self
+                .done
+                .ready_cond
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Shuts down and waits for the drain to finish.
+    pub fn shutdown_and_wait(&self) -> Outcome {
+        self.shutdown();
+        self.wait()
+    }
+
+    /// Live connections right now.
+    pub fn active_connections(&self) -> usize {
+        self.tracker.active()
+    }
+
+    /// True from the moment this process starts going away: a shutdown
+    /// (from the start of its [`Config::shutdown_delay`]) or the drain after
+    /// a handover. A readiness endpoint should answer 503 then, and a long
+    /// poll or event stream should end.
+    pub fn is_draining(&self) -> bool {
+        self.tracker.closing()
+    }
+}

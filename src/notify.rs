@@ -86,7 +86,7 @@ pub fn watchdog_interval() -> Option<std::time::Duration> {
         if usec == 0 {
             return None;
         }
-        if let Some(p) = std::env::var("WATCHDOG_PID").ok() {
+        if let Ok(p) = std::env::var("WATCHDOG_PID") {
             let p: u32 = p.parse().ok()?;
             if p != sys::getpid() && Some(p) != holder_pid() {
                 log::info!(

@@ -166,7 +166,7 @@ fn hello_upgrade_exit_codes_tell_the_truth() {
 #[test]
 fn a_child_that_dies_on_probation_is_rolled_back_under_load() {
     let dir = TempDir::new("rollback");
-    let mut st = start(&dir, &["--probation-ms", "2000"]);
+    let st = start(&dir, &["--probation-ms", "2000"]);
     let pid0 = st.s.first_pid();
     let load = PidLoad::start(st.s.addr, 32);
     load.progress(300);

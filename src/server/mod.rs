@@ -1,9 +1,9 @@
 //! The server: listeners + accept thread + worker threads + idle poller +
 //! drain + upgrade, driven by one control loop.
 //!
-//! - [`config`]: [`Config`].
-//! - [`handle`]: [`Handle`] (control from any thread), [`Outcome`].
-//! - [`signals`](self): signal-hook forwarding into the control loop.
+//! - `config`: [`Config`].
+//! - `handle`: [`Handle`] (control from any thread), [`Outcome`].
+//! - `signals`: signal-hook forwarding into the control loop.
 //! - `control_loop`: the one thread that decides: upgrades (one at a
 //!   time), probation and rollback, shutdown delay, drains, the control
 //!   socket's commands.

@@ -81,6 +81,8 @@ pub(crate) struct Gate {
     wake: OwnedFd,
     paused: AtomicBool,
     stopped: AtomicBool,
+    /// Control connections being served.
+    clients: Arc<AtomicUsize>,
 }
 
 impl Gate {
@@ -89,6 +91,7 @@ impl Gate {
             wake: sys::eventfd()?,
             paused: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            clients: Arc::new(AtomicUsize::new(0)),
         }))
     }
 
@@ -104,6 +107,16 @@ impl Gate {
         self.stopped.store(true, Ordering::Release);
         let _ = sys::eventfd_signal(self.wake.as_raw_fd());
     }
+
+    /// Waits, at most `timeout`, for the control connections still being
+    /// served to get their reply out: the process is about to exit, and the
+    /// verdict of the upgrade that ends it must not die with it.
+    pub(crate) fn wait_clients(&self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.clients.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 /// Starts the thread that accepts control connections on `fd` (a listener
@@ -117,7 +130,7 @@ pub(crate) fn start(fd: RawFd, gate: Arc<Gate>, exec: Exec) -> io::Result<()> {
 
 fn accept_loop(fd: RawFd, gate: &Gate, exec: Exec) {
     let pid = sys::getpid();
-    let clients = Arc::new(AtomicUsize::new(0));
+    let clients = gate.clients.clone();
     while !gate.stopped.load(Ordering::Acquire) {
         let paused = gate.paused.load(Ordering::Acquire);
         let mut pfds = [
@@ -188,6 +201,9 @@ fn serve_client(stream: UnixStream, exec: &Exec) {
             return;
         }
     };
+    // The line first, even from a peer about to be refused: closing with
+    // its command unread would reset the connection before it sees why.
+    let line = read_line(&stream);
     let me = sys::geteuid();
     if uid != 0 && uid != me {
         log::warn!("[{pid}] control: refused pid {peer_pid}, uid {uid} (only root and uid {me} may control this server)");
@@ -199,7 +215,7 @@ fn serve_client(stream: UnixStream, exec: &Exec) {
         );
         return;
     }
-    let line = match read_line(&stream) {
+    let line = match line {
         Ok(l) => l,
         Err(why) => {
             log::info!("[{pid}] control: {why} (pid {peer_pid})");
@@ -390,7 +406,9 @@ pub fn request(path: &Path, command: &str, timeout: Duration) -> io::Result<Repl
     let mut s = UnixStream::connect(path)?;
     s.set_write_timeout(Some(timeout))?;
     s.set_read_timeout(Some(timeout))?;
-    s.write_all(format!("{command}\n").as_bytes())?;
+    // A server that answers before reading (it refuses us, say) may have
+    // closed its side already: read its reply even if the write failed.
+    let sent = s.write_all(format!("{command}\n").as_bytes());
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -403,11 +421,17 @@ pub fn request(path: &Path, command: &str, timeout: Duration) -> io::Result<Repl
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => {
+                if out.is_empty() {
+                    sent?;
+                }
+                return Err(e);
+            }
         }
     }
     let line = String::from_utf8_lossy(&out).trim_end().to_string();
     if line.is_empty() {
+        sent?;
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "the server closed the control connection without a reply",

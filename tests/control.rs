@@ -121,7 +121,11 @@ fn hello_upgrade_exit_codes_tell_the_truth() {
     write_script(&st.bin, &format!("sleep 1\nexec {HELLO} \"$@\""));
     let sock = st.sock.clone();
     let first = std::thread::spawn(move || cli(&sock, "upgrade"));
-    st.s.log.wait_line(&format!("[{pid1}] started child"), 0, T);
+    // The first upgrade is running once `status` says so.
+    wait_for("the first upgrade to start", T, || {
+        let (_, l) = cli(&st.sock, "status");
+        l.contains("\"state\":\"upgrading\"").then_some(())
+    });
     let (code, line) = cli(&st.sock, "upgrade");
     assert_eq!(code, 2, "{line}");
     assert!(line.contains("\"result\":\"refused\""), "{line}");
@@ -177,7 +181,7 @@ fn a_child_that_dies_on_probation_is_rolled_back_under_load() {
     let t0 = Instant::now();
     let (code, line) = cli(&st.sock, "upgrade");
     let verdict_after = t0.elapsed();
-    assert_eq!(code, 1, "{line}");
+    assert_eq!(code, 1, "{line}\n{}", st.s.log.text());
     assert!(line.contains("\"result\":\"rolled back\""), "{line}");
     assert!(
         line.contains("\"child_status\":\"exit status 3\""),

@@ -210,6 +210,15 @@ impl<'a> ControlLoop<'a> {
     }
 
     pub(crate) fn run(&mut self, rx: &Receiver<Control>) -> Outcome {
+        let outcome = self.run_loop(rx);
+        if let Some(g) = &self.p.gate {
+            g.stop();
+            g.wait_clients(Duration::from_secs(2));
+        }
+        outcome
+    }
+
+    fn run_loop(&mut self, rx: &Receiver<Control>) -> Outcome {
         let pid = self.pid;
         loop {
             let msg = match self.next_timer() {

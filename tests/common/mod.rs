@@ -133,7 +133,20 @@ pub fn spawn_logged(cmd: &mut Command) -> (Child, Log) {
         // use to know a request is in the server's hands.
         cmd.env("RUST_LOG", "trace");
     }
-    let mut child = cmd.spawn().expect("spawn server");
+    // ETXTBSY: another test thread forked while a binary was being copied
+    // or written, and its child still holds the file open for writing until
+    // it execs. Retry for a bounded while.
+    let mut tries = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Ok(c) => break c,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("spawn server: {e}"),
+        }
+    };
     let log = Log::default();
     let stderr = child.stderr.take().unwrap();
     let l = log.clone();

@@ -247,7 +247,22 @@ impl Tracker {
     /// wakes anyone waiting for a connection slot. Returns (open, busy)
     /// connection counts at that moment.
     pub fn start_drain(&self) -> (usize, usize) {
+        self.start_drain_in(None).unwrap_or((0, 0))
+    }
+
+    /// The drain epoch now (see [`Tracker::end_drain`]).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// [`Tracker::start_drain`], unless the epoch has moved on from `epoch`
+    /// (a rollback ended this drain before it began): then `None`, and
+    /// nothing changes.
+    pub(crate) fn start_drain_in(&self, epoch: Option<u64>) -> Option<(usize, usize)> {
         let reg = self.lock();
+        if epoch.is_some_and(|e| e != self.epoch()) {
+            return None;
+        }
         self.draining.store(true, Ordering::Release);
         let counts = (self.active(), self.busy());
         drop(reg);
@@ -255,7 +270,7 @@ impl Tracker {
             log::error!("[{}] cannot signal the drain fd: {e}", sys::getpid());
         }
         self.cond.notify_all();
-        counts
+        Some(counts)
     }
 
     /// Waits until no connection is left or `deadline` passes. True if none is left.
@@ -347,8 +362,19 @@ impl Tracker {
         stop_timeout: Duration,
         force_grace: Duration,
     ) -> DrainStats {
+        self.finish_drain_in(self.epoch(), started, counts, stop_timeout, force_grace)
+    }
+
+    /// [`Tracker::finish_drain`] for the drain of `epoch`.
+    pub(crate) fn finish_drain_in(
+        &self,
+        epoch: u64,
+        started: Instant,
+        counts: (usize, usize),
+        stop_timeout: Duration,
+        force_grace: Duration,
+    ) -> DrainStats {
         let pid = sys::getpid();
-        let epoch = self.epoch.load(Ordering::Acquire);
         let mut stats = DrainStats {
             open_at_start: counts.0,
             busy_at_start: counts.1,

@@ -53,7 +53,8 @@ pub(crate) enum Control {
     /// The child on probation closed its readiness socket: it ended.
     ChildGone,
     ParentGone,
-    Drained(DrainStats),
+    /// A drain ended; the tracker's drain epoch it belonged to.
+    Drained(DrainStats, u64),
     /// The shutdown delay is over: start the drain.
     DelayOver,
 }
@@ -284,14 +285,20 @@ impl<'a> ControlLoop<'a> {
                     self.request_upgrade(reply);
                 }
                 Control::UpgradeDone(res) => self.upgrade_done(res),
-                Control::ChildGone => self.roll_back(),
+                Control::ChildGone => {
+                    if let Some(o) = self.roll_back() {
+                        return o;
+                    }
+                }
                 Control::ParentGone => {
                     if std::mem::replace(&mut self.parent_alive, false) {
                         log::info!("[{pid}] the previous generation has exited; upgrades allowed");
                     }
                 }
-                Control::Drained(stats) if stats.cancelled => {}
-                Control::Drained(stats) => {
+                // Ended early by a rollback, or finished just before one.
+                Control::Drained(stats, epoch)
+                    if stats.cancelled || epoch != self.tracker.epoch() => {}
+                Control::Drained(stats, _) => {
                     if let Some(p) = self.probation.as_mut() {
                         // Drained, but on probation: stay until it passes.
                         log::info!(
@@ -595,16 +602,32 @@ impl<'a> ControlLoop<'a> {
     }
 
     /// The child ended during its probation: serve again, on the same
-    /// sockets.
-    fn roll_back(&mut self) {
-        let Some(mut p) = self.probation.take() else {
-            return;
-        };
+    /// sockets. Unless it ended cleanly (exit 0): it was asked to shut
+    /// down (a `shutdown` it answered, a SIGTERM to the pid in the pid
+    /// file), and so is this process then.
+    fn roll_back(&mut self) -> Option<Outcome> {
+        let mut p = self.probation.take()?;
         Self::stop_watch(&mut p);
         let pid = self.pid;
         let child = p.stats.child_pid;
         let lived = p.ready_at.elapsed();
         let status = parent::reap_child(child);
+        if status == sys::Exit::Code(0) {
+            log::info!(
+                "[{pid}] child {child} shut down cleanly during its probation; shutting down too"
+            );
+            if let Some(l) = self.p.listeners.take() {
+                l.close(true);
+            }
+            if let Some(c) = self.p.control.take() {
+                c.close(true);
+            }
+            for w in p.waiters.drain(..) {
+                let _ = w.send(Err(UpgradeError::ShuttingDown));
+            }
+            notify::send("STOPPING=1");
+            return p.drained.map(|stats| self.finish(stats));
+        }
         // Accept again first: every moment counts for the shared backlog.
         self.tracker.end_drain();
         if let Some(r) = &self.p.resume {
@@ -653,6 +676,7 @@ impl<'a> ControlLoop<'a> {
             let _ = w.send(Err(clone_err(&err)));
         }
         self.watchdog = self.watchdog.map(|(every, _)| (every, Instant::now()));
+        None
     }
 
     /// A final shutdown: the drain, after the shutdown delay if there is one.
@@ -733,6 +757,8 @@ impl<'a> ControlLoop<'a> {
         let force_grace = self.cfg.force_grace;
         // STOPPING=1 went out when the shutdown delay began.
         let delayed = !self.cfg.shutdown_delay.is_zero() && final_;
+        // A rollback may end this drain before its thread gets going.
+        let epoch = self.tracker.epoch();
         let drain = move || {
             let started = Instant::now();
             // Stop accepting first, then tell connections to go: a client
@@ -765,15 +791,22 @@ impl<'a> ControlLoop<'a> {
             if final_ && !delayed {
                 notify::send("STOPPING=1");
             }
-            let counts = tracker.start_drain();
+            let Some(counts) = tracker.start_drain_in(Some(epoch)) else {
+                let stats = DrainStats {
+                    cancelled: true,
+                    ..DrainStats::default()
+                };
+                let _ = tx.send(Control::Drained(stats, epoch));
+                return;
+            };
             log::info!(
                 "[{pid}] draining {} connection(s) ({} busy); stop timeout {}",
                 counts.0,
                 counts.1,
                 Dur(stop_timeout)
             );
-            let stats = tracker.finish_drain(started, counts, stop_timeout, force_grace);
-            let _ = tx.send(Control::Drained(stats));
+            let stats = tracker.finish_drain_in(epoch, started, counts, stop_timeout, force_grace);
+            let _ = tx.send(Control::Drained(stats, epoch));
         };
         if let Err(e) = std::thread::Builder::new()
             .name("grace-drain".into())

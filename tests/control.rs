@@ -365,3 +365,56 @@ fn hostile_control_clients_leave_the_server_as_it_was() {
     });
     eprintln!("fds, threads before {before:?}, after {after:?}");
 }
+
+/// A child that dies at once after its ready byte (before or just after the
+/// old process's drain began) is rolled back three times in a row, and the
+/// old process keeps serving: a rollback never turns into an exit.
+#[test]
+fn quick_rollbacks_never_end_the_old_process() {
+    let dir = TempDir::new("quick-rollback");
+    let mut st = start(&dir, &["--probation-ms", "2000"]);
+    let pid0 = st.s.first_pid();
+    write_script(
+        &st.bin,
+        &format!("exec {HELLO} \"$@\" --exit-after-ready-ms 0"),
+    );
+    for _ in 0..3 {
+        let (code, line) = cli(&st.sock, "upgrade");
+        assert_eq!(code, 1, "{line}");
+        assert!(line.contains("\"result\":\"rolled back\""), "{line}");
+        assert_eq!(st.s.pid_gen(), (pid0, 0), "the old process serves on");
+    }
+    assert!(
+        st.s.wait_first(Duration::from_millis(300)).is_none(),
+        "still running"
+    );
+    // A shutdown answered by the new generation during its probation stops
+    // the service: the old process does not roll back, it exits 0 too.
+    restore_binary(&st.bin);
+    let sock = st.sock.clone();
+    let verdict = std::thread::spawn(move || cli(&sock, "upgrade"));
+    let pid1 = wait_for("the new generation", T, || {
+        let (p, g) = parse_pid_gen(&get(st.s.addr, "/pid").ok()?.body_str());
+        (g == 1).then_some(p)
+    });
+    let (code, line) = cli(&st.sock, "shutdown");
+    assert_eq!(code, 0, "{line}");
+    // The old process reaps it (it is its child), then exits 0 too.
+    assert_eq!(
+        st.s.wait_first(T),
+        Some(0),
+        "the old process shuts down too"
+    );
+    assert!(!Path::new(&format!("/proc/{pid1}")).exists(), "reaped");
+    st.s.log.wait_line(
+        &format!("[{pid0}] child {pid1} shut down cleanly during its probation"),
+        0,
+        T,
+    );
+    let (code, line) = verdict.join().unwrap();
+    assert_eq!(code, 2, "{line}");
+    assert!(
+        get(st.s.addr, "/").is_err(),
+        "nothing serves after the shutdown"
+    );
+}

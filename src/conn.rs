@@ -18,7 +18,8 @@ use std::time::Instant;
 
 use crate::drain::{ConnState, Registration};
 use crate::http::transport::{Idle, Transport};
-use crate::sys::{self, SockAddr};
+use crate::sys;
+pub use crate::sys::SockAddr;
 
 /// How much a lingering close reads and discards at most.
 pub(crate) const LINGER_DISCARD_LIMIT: usize = 1 << 20;

@@ -71,7 +71,7 @@ pub(crate) fn start(supervise: Supervise) {
     if !want || notify::holder_pid().is_some() || listener::generation() > 0 {
         return;
     }
-    let threads = thread_count();
+    let threads = sys::thread_count();
     if threads != Some(1) {
         log::error!(
             "[{me}] cannot start the holder: {} threads are running; call grace::init() \
@@ -96,8 +96,7 @@ fn fork_holder(me: u32) -> io::Result<()> {
     // Blocked before the fork, so the holder never dies of a signal that
     // arrives before its signalfd exists; generation 0 restores the mask.
     let old_mask = sys::block_signals(&watched)?;
-    // SAFETY: `start` checked that this process has exactly one thread.
-    match unsafe { sys::fork_single_threaded() } {
+    match sys::fork_single_threaded() {
         Err(e) => {
             sys::restore_signal_mask(&old_mask);
             Err(e)
@@ -129,15 +128,6 @@ fn fork_holder(me: u32) -> io::Result<()> {
             run(holder_end, sigfd, first)
         }
     }
-}
-
-/// The number of threads of this process, from `/proc/self/status`.
-fn thread_count() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The status a shell would report: the exit code, or 128+N for signal N.

@@ -48,16 +48,16 @@ mod park;
 pub mod pidfile;
 mod pool;
 pub mod server;
-pub mod sys;
+mod sys;
 pub mod upgrade;
 
-pub use conn::Conn;
+pub use conn::{Conn, SockAddr};
 pub use drain::{ConnState, DrainStats, Tracker};
 pub use holder::Supervise;
 pub use http::transport::{Idle, Transport};
 pub use listener::{generation, ListenAddr, Listener, Listeners};
 pub use server::{Config, Handle, Outcome, Server, StopReason};
-pub use upgrade::{UpgradeError, UpgradeStats};
+pub use upgrade::{Exit, UpgradeError, UpgradeStats};
 
 /// Prepares the process for grace, first thing in `main`, while it is still
 /// single-threaded: reads and clears the handover environment (inherited

@@ -399,7 +399,7 @@ fn read_inherited() -> Inherited {
         .unwrap_or_default();
     for i in 0..n {
         let fd = 3 + i;
-        match sys::adopt_fd(fd) {
+        match sys::claim_inherited(fd) {
             Ok(owned) => {
                 // Close-on-exec right away: nothing we spawn gets it.
                 let _ = sys::set_cloexec(fd, true);
@@ -414,7 +414,7 @@ fn read_inherited() -> Inherited {
     }
     if let Some(r) = ready {
         match r.parse::<i32>().ok().filter(|fd| *fd > 2) {
-            Some(fd) => match sys::adopt_fd(fd) {
+            Some(fd) => match sys::claim_inherited(fd) {
                 Ok(owned) => {
                     let _ = sys::set_cloexec(fd, true);
                     out.ready_fd = Some(owned);

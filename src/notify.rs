@@ -45,7 +45,7 @@ fn inherited_holder() -> Option<HolderLink> {
     };
     // The variable names a descriptor our parent placed for us and nothing
     // else in this process knows of; it is read once.
-    let fd = match sys::adopt_fd(raw) {
+    let fd = match sys::claim_inherited(raw) {
         Ok(fd) => fd,
         Err(e) => {
             log::warn!("[{me}] {ENV_HOLDER_FD}={v}: {e}");

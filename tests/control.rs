@@ -93,7 +93,7 @@ fn hello_upgrade_exit_codes_tell_the_truth() {
     assert_eq!(num(&line, "generation"), Some(1), "{line}");
     assert_eq!(num(&line, "probation_ms"), Some(300), "{line}");
     assert_eq!(st.s.pid_gen(), (pid1, 1));
-    assert_eq!(wait_exit(&mut st.s, pid0), Some(grace::sys::Exit::Code(0)));
+    assert_eq!(wait_exit(&mut st.s, pid0), Some(grace::Exit::Code(0)));
     wait_signal_handlers(pid1);
 
     // A binary that exits 1 at once: 1, and the reason names the status.
@@ -133,7 +133,7 @@ fn hello_upgrade_exit_codes_tell_the_truth() {
     let (code, line) = first.join().unwrap();
     assert_eq!(code, 0, "the first upgrade still succeeds: {line}");
     let pid2 = num(&line, "pid").unwrap() as u32;
-    assert_eq!(wait_exit(&mut st.s, pid1), Some(grace::sys::Exit::Code(0)));
+    assert_eq!(wait_exit(&mut st.s, pid1), Some(grace::Exit::Code(0)));
     restore_binary(&st.bin);
 
     // status names the new generation and the last upgrade.
@@ -150,7 +150,7 @@ fn hello_upgrade_exit_codes_tell_the_truth() {
     // shutdown: the server drains and exits 0, and the socket is removed.
     let (code, line) = cli(&st.sock, "shutdown");
     assert_eq!(code, 0, "{line}");
-    assert_eq!(wait_exit(&mut st.s, pid2), Some(grace::sys::Exit::Code(0)));
+    assert_eq!(wait_exit(&mut st.s, pid2), Some(grace::Exit::Code(0)));
     assert!(
         !st.sock.exists(),
         "a final shutdown unlinks the control socket"
@@ -249,7 +249,7 @@ fn the_control_socket_is_handed_down_unchanged() {
 /// act.
 #[test]
 fn another_uid_is_refused() {
-    if grace::sys::geteuid() != 0 {
+    if common::os::geteuid() != 0 {
         eprintln!("NOTICE: skipping: running as another uid needs root");
         return;
     }

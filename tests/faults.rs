@@ -379,7 +379,7 @@ fn descriptors_run_out_during_an_upgrade() {
                 (p != old).then_some((p, g))
             });
             assert_eq!(g, gen + 1);
-            assert_eq!(wait_exit(&mut s, old), Some(grace::sys::Exit::Code(0)));
+            assert_eq!(wait_exit(&mut s, old), Some(grace::Exit::Code(0)));
             s.log.wait_line(
                 &format!("[{p}] the previous generation has exited; upgrades allowed"),
                 from,
@@ -650,7 +650,7 @@ fn sigusr2_as_soon_as_the_pid_file_appears_does_not_kill_the_server() {
                 .and_then(|p| p.parse::<u32>().ok())
             {
                 if p != child.id() {
-                    let _ = grace::sys::kill(p, libc::SIGKILL);
+                    let _ = common::os::kill(p, libc::SIGKILL);
                     reap(p, T);
                 }
             }

@@ -236,7 +236,7 @@ impl Drop for Tree {
             i += 1;
         }
         for p in pids.iter().rev() {
-            let _ = grace::sys::kill(*p, libc::SIGKILL);
+            let _ = common::os::kill(*p, libc::SIGKILL);
         }
         let _ = self.top.wait();
         for p in pids.iter().skip(1) {

@@ -13,7 +13,7 @@ use common::*;
 
 use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -654,7 +654,7 @@ fn slow_post_body_is_cut_off_by_body_timeout() {
 fn client_that_never_reads_is_dropped_by_write_timeout() {
     let s = Server::start(&["--write-timeout-ms", "500"]);
     let small_rcvbuf = |c: &TcpStream| {
-        grace::sys::setsockopt_int(c.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 4096).unwrap();
+        common::os::setsockopt_int(c.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 4096).unwrap();
     };
     let mut from = 0;
     // 1. A 12 MB echo: more than any socket buffers on the way hold.
@@ -835,7 +835,7 @@ fn five_thousand_connections_against_max_connections_512() {
     const PER_THREAD: usize = 100;
     const MAX: u64 = 512;
     // 5,000 client sockets open at once in this process.
-    let _ = grace::sys::raise_nofile_limit();
+    let _ = common::os::raise_nofile_limit();
     let mut s = Server::start(&["--max-connections", "512"]);
     let pid = s.first_pid();
     // Threads before any connection: main, accept, signals.

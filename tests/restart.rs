@@ -439,7 +439,7 @@ fn tcp_and_unix_listeners_both_survive_a_restart() {
     );
     // A final shutdown unlinks it.
     Server::signal(pid1, libc::SIGTERM);
-    assert_eq!(reap(pid1, T), Some(grace::sys::Exit::Code(0)));
+    assert_eq!(reap(pid1, T), Some(grace::Exit::Code(0)));
     assert!(!sock.exists(), "final shutdown unlinks the socket path");
 }
 

@@ -139,7 +139,7 @@ fn sd_notify_messages_arrive_in_order() {
     assert_eq!(s.wait_first(T), Some(0));
     Server::signal(pid1, libc::SIGTERM);
     assert_eq!(recv(), "STOPPING=1");
-    assert_eq!(reap(pid1, T), Some(grace::sys::Exit::Code(0)));
+    assert_eq!(reap(pid1, T), Some(grace::Exit::Code(0)));
     // Nothing else was sent (the old generation sends no STOPPING=1 after
     // handing over), but STATUS= lines.
     sock.set_nonblocking(true).unwrap();

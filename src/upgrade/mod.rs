@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::sys::Exit;
+pub use crate::sys::Exit;
 
 /// How this process was started: what an upgrade re-runs.
 #[derive(Debug, Clone)]

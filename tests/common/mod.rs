@@ -20,7 +20,90 @@ pub const ECHO: &str = env!("CARGO_BIN_EXE_grace-echo");
 /// reap it.
 pub fn subreaper() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| grace::sys::set_child_subreaper().expect("PR_SET_CHILD_SUBREAPER"));
+    ONCE.call_once(|| os::set_child_subreaper().expect("PR_SET_CHILD_SUBREAPER"));
+}
+
+/// The few process and socket calls the tests make directly (grace's own
+/// libc wrappers are private to the library).
+pub mod os {
+    use std::io;
+
+    fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+        if r == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    }
+
+    pub fn set_child_subreaper() -> io::Result<()> {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes no pointers.
+        cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) })
+            .map(drop)
+    }
+
+    pub fn kill(pid: u32, sig: libc::c_int) -> io::Result<()> {
+        // SAFETY: no pointers.
+        cvt(unsafe { libc::kill(pid as libc::pid_t, sig) }).map(drop)
+    }
+
+    /// `waitpid(pid)`; with `block == false`, `Ok(None)` while it runs.
+    pub fn waitpid(pid: u32, block: bool) -> io::Result<Option<grace::Exit>> {
+        let mut status: libc::c_int = 0;
+        let flags = if block { 0 } else { libc::WNOHANG };
+        loop {
+            // SAFETY: status is a live local int.
+            let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, flags) };
+            match r {
+                -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                -1 => return Err(io::Error::last_os_error()),
+                0 => return Ok(None),
+                _ if libc::WIFSIGNALED(status) => {
+                    return Ok(Some(grace::Exit::Signal(libc::WTERMSIG(status))))
+                }
+                _ => return Ok(Some(grace::Exit::Code(libc::WEXITSTATUS(status)))),
+            }
+        }
+    }
+
+    pub fn geteuid() -> u32 {
+        // SAFETY: geteuid cannot fail.
+        unsafe { libc::geteuid() }
+    }
+
+    pub fn setsockopt_int(
+        fd: std::os::fd::BorrowedFd<'_>,
+        level: libc::c_int,
+        name: libc::c_int,
+        value: libc::c_int,
+    ) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a live c_int and its exact size, on a descriptor the
+        // caller borrows for the call.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                level,
+                name,
+                &value as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        })
+        .map(drop)
+    }
+
+    /// Raises the soft `RLIMIT_NOFILE` to the hard limit.
+    pub fn raise_nofile_limit() -> io::Result<()> {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: lim is a live local rlimit.
+        cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: lim is a live, initialised rlimit.
+        cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }).map(drop)
+    }
 }
 
 /// Polls `f` every few ms until it returns `Some`, or panics at `timeout`.
@@ -223,7 +306,7 @@ impl Server {
 
     /// Sends `sig` to `pid`.
     pub fn signal(pid: u32, sig: i32) {
-        grace::sys::kill(pid, sig).expect("kill");
+        os::kill(pid, sig).expect("kill");
     }
 
     /// Asks `/pid` on a new connection: (pid, generation).
@@ -275,17 +358,17 @@ impl Drop for Server {
             if self.child.as_ref().is_some_and(|c| c.id() == p) {
                 continue;
             }
-            let _ = grace::sys::kill(p, libc::SIGKILL);
+            let _ = os::kill(p, libc::SIGKILL);
             reap(p, Duration::from_secs(5));
         }
     }
 }
 
 /// Reaps `pid` (a descendant reparented to us), waiting up to `timeout`.
-pub fn reap(pid: u32, timeout: Duration) -> Option<grace::sys::Exit> {
+pub fn reap(pid: u32, timeout: Duration) -> Option<grace::Exit> {
     let deadline = Instant::now() + timeout;
     loop {
-        match grace::sys::waitpid(pid, false) {
+        match os::waitpid(pid, false) {
             Ok(Some(e)) => return Some(e),
             Ok(None) => {}
             Err(_) => return None,
@@ -568,9 +651,9 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// Waits for generation `pid` to exit and returns how: our direct child
 /// (generation 0) through `Child::wait`, later ones (reparented to us, the
 /// subreaper) through `waitpid`.
-pub fn wait_exit(s: &mut Server, pid: u32) -> Option<grace::sys::Exit> {
+pub fn wait_exit(s: &mut Server, pid: u32) -> Option<grace::Exit> {
     if pid == s.first_pid() {
-        s.wait_first(WAIT).map(grace::sys::Exit::Code)
+        s.wait_first(WAIT).map(grace::Exit::Code)
     } else {
         reap(pid, WAIT)
     }
@@ -591,7 +674,7 @@ pub fn restart(s: &mut Server, old: u32, old_gen: u64) -> u32 {
     });
     assert_eq!(
         wait_exit(s, old),
-        Some(grace::sys::Exit::Code(0)),
+        Some(grace::Exit::Code(0)),
         "old generation {old} exits 0"
     );
     pid

@@ -3,12 +3,13 @@
 //! Every read and write is non-blocking (`MSG_DONTWAIT`), and every wait is
 //! an explicit `poll` with a deadline: no peer can hold a thread forever.
 //!
-//! Between requests, a connection served by [`crate::Server::serve_http`] is
-//! *parked*: [`Conn::wait_idle`] returns [`Idle::Park`] and the connection
-//! goes to the idle poller (`src/park.rs`), which watches every idle
-//! connection (and the drain) in one epoll set, so an idle keep-alive
+//! Between requests, a connection served by [`crate::Server::serve_parked`]
+//! is *parked*: [`Conn::wait_idle`] returns [`Idle::Park`] and the
+//! connection goes to the idle poller (`src/park/`), which watches every
+//! idle connection (and the drain) in one epoll set, so an idle keep-alive
 //! connection holds no thread. A connection served by a plain
-//! [`crate::Server::serve`] work function waits in its own thread instead,
+//! [`crate::Server::serve_connections`] work function waits in its own
+//! thread instead,
 //! in `poll` on its socket *and* the drain eventfd, so a drain wakes every
 //! idle thread at once.
 
@@ -17,9 +18,31 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 use crate::drain::{ConnState, Registration};
-use crate::http::transport::{Idle, Transport};
 use crate::sys;
 pub use crate::sys::SockAddr;
+
+/// What a wait for the next request on an idle connection ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    /// Bytes are ready to read.
+    Data,
+    /// The peer closed its side (or reset the connection).
+    Eof,
+    /// The deadline passed with nothing to read.
+    TimedOut,
+    /// The server started draining while the connection was idle. Returned at
+    /// most once per connection; the caller then waits for a short grace with
+    /// [`Conn::wait_idle`] again and answers any request with
+    /// `Connection: close`.
+    Drain,
+    /// Nothing to read yet, and the connection belongs to a server that
+    /// parks idle connections: the protocol's loop returns
+    /// [`crate::Served::Park`], and the server's idle poller hands the
+    /// connection back to a thread once its next request arrives. Only
+    /// connections served by [`crate::Server::serve_parked`] (and so
+    /// [`crate::Server::serve_http`]) return it.
+    Park,
+}
 
 /// How much a lingering close reads and discards at most.
 pub(crate) const LINGER_DISCARD_LIMIT: usize = 1 << 20;
@@ -279,6 +302,19 @@ impl Conn {
         self.reg.as_ref().is_some_and(|r| r.tracker().draining())
     }
 
+    /// True once the server is leaving: draining, or in its shutdown delay
+    /// ([`crate::Config::shutdown_delay`]), when it still serves but every
+    /// response should end its connection.
+    pub fn closing(&self) -> bool {
+        self.reg.as_ref().is_some_and(|r| r.tracker().closing())
+    }
+
+    /// The response being written is the connection's last: sends use
+    /// `MSG_MORE`, so that its tail leaves with the FIN of the close.
+    pub(crate) fn set_last_response(&mut self) {
+        self.last_response = true;
+    }
+
     /// Starts a polite close without waiting: marks the connection closing
     /// and shuts down the write side. False if the socket is already gone.
     pub(crate) fn begin_linger(&mut self) -> bool {
@@ -324,41 +360,5 @@ impl Drop for Conn {
 impl AsRawFd for Conn {
     fn as_raw_fd(&self) -> RawFd {
         self.raw()
-    }
-}
-
-impl Transport for Conn {
-    fn read_deadline(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-        Conn::read_deadline(self, buf, deadline)
-    }
-
-    fn wait_idle(&mut self, deadline: Instant) -> io::Result<Idle> {
-        Conn::wait_idle(self, deadline)
-    }
-
-    fn write_all_deadline(&mut self, bufs: &[&[u8]], deadline: Instant) -> io::Result<()> {
-        Conn::write_all_deadline(self, bufs, deadline)
-    }
-
-    fn draining(&self) -> bool {
-        // Closing, not only draining: during a shutdown delay responses
-        // already say `Connection: close`.
-        self.reg.as_ref().is_some_and(|r| r.tracker().closing())
-    }
-
-    fn set_busy(&mut self, busy: bool) {
-        self.set_state(if busy {
-            ConnState::Busy
-        } else {
-            ConnState::Idle
-        });
-    }
-
-    fn close(&mut self, linger: Option<Instant>) {
-        Conn::close(self, linger)
-    }
-
-    fn last_response(&mut self) {
-        self.last_response = true;
     }
 }

@@ -47,15 +47,17 @@ pub mod notify;
 mod park;
 pub mod pidfile;
 mod pool;
+pub mod protocol;
 pub mod server;
 mod sys;
 pub mod upgrade;
 
+pub use conn::Idle;
 pub use conn::{Conn, SockAddr};
 pub use drain::{ConnState, DrainStats, Tracker};
 pub use holder::Supervise;
-pub use http::transport::{Idle, Transport};
 pub use listener::{generation, ListenAddr, Listener, Listeners};
+pub use protocol::{Protocol, Served};
 pub use server::{Config, Handle, Outcome, Server, StopReason};
 pub use upgrade::{Exit, UpgradeError, UpgradeStats};
 

@@ -28,6 +28,7 @@ pub(crate) mod conn;
 mod head;
 mod mem;
 mod response;
+mod serve;
 pub mod transport;
 
 pub use body::{BodyError, ChunkedDecoder, RequestBody};

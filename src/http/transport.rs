@@ -1,34 +1,16 @@
 //! The byte stream the HTTP layer talks to.
 //!
 //! The per-connection HTTP loop never touches a socket directly: it goes through
-//! [`Transport`]. The server implements it on a real connection socket
-//! ([`crate::conn::Conn`]); tests and fuzz targets implement it on memory.
+//! [`Transport`]. It is implemented here on the server's connection socket
+//! ([`crate::conn::Conn`]), and on memory for tests and fuzz targets
+//! ([`crate::http::mem::MemTransport`]).
 
 use std::io;
 use std::time::Instant;
 
-/// What a wait for the next request on an idle connection ended with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Idle {
-    /// Bytes are ready to read.
-    Data,
-    /// The peer closed its side (or reset the connection).
-    Eof,
-    /// The deadline passed with nothing to read.
-    TimedOut,
-    /// The server started draining while the connection was idle. Returned at
-    /// most once per connection; the caller then waits for a short grace with
-    /// [`Transport::wait_idle`] again and answers any request with
-    /// `Connection: close`.
-    Drain,
-    /// Nothing to read yet, and the transport belongs to a server that parks
-    /// idle connections: the HTTP loop returns, and the server's idle poller
-    /// hands the connection back to a thread once its next request arrives.
-    /// Only server connections served by [`crate::Server::serve_http`]
-    /// return it; [`crate::http::serve_connection`] closes a transport that
-    /// does.
-    Park,
-}
+use crate::conn::Conn;
+pub use crate::conn::Idle;
+use crate::drain::ConnState;
 
 /// What the HTTP layer needs from a connection.
 ///
@@ -71,4 +53,41 @@ pub trait Transport {
     /// last segment until the close, so the response and the FIN leave in
     /// one packet. Never called before a streamed body. Default: nothing.
     fn last_response(&mut self) {}
+}
+
+/// The server's connection socket, as the HTTP loop sees it.
+impl Transport for Conn {
+    fn read_deadline(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        Conn::read_deadline(self, buf, deadline)
+    }
+
+    fn wait_idle(&mut self, deadline: Instant) -> io::Result<Idle> {
+        Conn::wait_idle(self, deadline)
+    }
+
+    fn write_all_deadline(&mut self, bufs: &[&[u8]], deadline: Instant) -> io::Result<()> {
+        Conn::write_all_deadline(self, bufs, deadline)
+    }
+
+    fn draining(&self) -> bool {
+        // Closing, not only draining: during a shutdown delay responses
+        // already say `Connection: close`.
+        self.closing()
+    }
+
+    fn set_busy(&mut self, busy: bool) {
+        self.set_state(if busy {
+            ConnState::Busy
+        } else {
+            ConnState::Idle
+        });
+    }
+
+    fn close(&mut self, linger: Option<Instant>) {
+        Conn::close(self, linger)
+    }
+
+    fn last_response(&mut self) {
+        self.set_last_response();
+    }
 }

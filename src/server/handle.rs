@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use super::control_loop::Control;
+use super::message::Control;
 use crate::drain::{DrainStats, Tracker};
 use crate::upgrade::{UpgradeError, UpgradeStats};
 

@@ -4,6 +4,8 @@
 //! - `config`: [`Config`].
 //! - `handle`: [`Handle`] (control from any thread), [`Outcome`].
 //! - `signals`: signal-hook forwarding into the control loop.
+//! - `message`: the control loop's messages, and what control-socket
+//!   commands turn into.
 //! - `control_loop`: the one thread that decides: upgrades (one at a
 //!   time), probation and rollback, shutdown delay, drains, the control
 //!   socket's commands.
@@ -16,6 +18,7 @@
 mod config;
 mod control_loop;
 mod handle;
+mod message;
 mod signals;
 
 use std::io;
@@ -32,12 +35,14 @@ use crate::accept::{accept_loop, Waker};
 use crate::conn::Conn;
 use crate::drain::Tracker;
 use crate::listener::{self, ListenAddr, Listener, Listeners};
-use crate::park::{HttpConn, ParkLot};
+use crate::park::{ParkLot, Parked};
 use crate::pool::Pool;
+use crate::protocol::{Protocol, Served};
 use crate::upgrade::child;
 use crate::{control, notify, pidfile, sys};
-use control_loop::{Control, ControlLoop, Hook};
+use control_loop::ControlLoop;
 use handle::Done;
+use message::{Control, Hook};
 use signals::install_signals;
 
 /// Hands an accepted connection to the pool.
@@ -134,42 +139,34 @@ impl Server {
         self.generation
     }
 
-    /// Serves HTTP/1.1 with `handler` until shut down or replaced.
-    ///
-    /// A connection has a thread while it has a request to serve; between
-    /// requests it is parked with the idle poller (`src/park.rs`), so idle
-    /// keep-alive connections hold no threads.
-    pub fn serve_http<H: crate::http::Handler>(
-        self,
-        handler: H,
-        http: crate::http::Config,
-    ) -> io::Result<Outcome> {
-        if let Some(wait) = self.cfg.defer_accept {
-            for l in self.listeners.iter() {
-                if let Err(e) = l.set_defer_accept(wait) {
-                    log::warn!(
-                        "[{}] cannot set TCP_DEFER_ACCEPT on {}: {e}",
-                        sys::getpid(),
-                        l.local_addr()
-                    );
+    /// Serves `proto` until shut down or replaced, with a thread per
+    /// request: a connection has a thread while it has a request to serve,
+    /// and between requests it is parked with the idle poller
+    /// (`src/park/`), so idle keep-alive connections hold no threads.
+    pub fn serve_parked<P: Protocol>(self, proto: P) -> io::Result<Outcome> {
+        if proto.client_speaks_first() {
+            if let Some(wait) = self.cfg.defer_accept {
+                for l in self.listeners.iter() {
+                    if let Err(e) = l.set_defer_accept(wait) {
+                        log::warn!(
+                            "[{}] cannot set TCP_DEFER_ACCEPT on {}: {e}",
+                            sys::getpid(),
+                            l.local_addr()
+                        );
+                    }
                 }
             }
         }
-        let lot = ParkLot::new(self.tracker.clone(), http.clone())?;
+        let proto = Arc::new(proto);
+        let lot = ParkLot::new(self.tracker.clone(), proto.clone())?;
         let resume: Resume = {
             let lot = lot.clone();
             Arc::new(move || lot.resume())
         };
-        let work: crate::pool::Work<HttpConn> = {
-            let lot = lot.clone();
-            Arc::new(move |mut job: HttpConn| loop {
-                let step = crate::http::conn::serve_ready(
-                    &mut job.conn,
-                    &handler,
-                    &http,
-                    &mut job.session,
-                );
-                if let crate::http::conn::Step::Park = step {
+        let work: crate::pool::Work<Parked<P>> = {
+            let (lot, proto) = (lot.clone(), proto.clone());
+            Arc::new(move |mut job: Parked<P>| loop {
+                if proto.serve(&mut job.conn, &mut job.session) == Served::Park {
                     // Handed back if its next request came in meanwhile.
                     if let Some(again) = lot.park(job) {
                         job = again;
@@ -183,7 +180,7 @@ impl Server {
         lot.start(pool.clone(), self.cfg.sched_batch)?;
         let dispatch = {
             let pool = pool.clone();
-            Arc::new(move |conn: Conn| pool.dispatch(HttpConn::new(conn)))
+            Arc::new(move |conn: Conn| pool.dispatch(Parked::new(conn, &*proto)))
         };
         let result = self.serve_with(dispatch, Some(resume));
         lot.stop();
@@ -191,10 +188,12 @@ impl Server {
         result
     }
 
-    /// Serves connections with `work` (run on a connection thread per
-    /// connection, which also waits while the connection is idle) until a
-    /// shutdown or an upgrade finishes draining.
-    pub fn serve<F>(self, work: F) -> io::Result<Outcome>
+    /// Serves connections with `work`, a thread per connection: `work` runs
+    /// for the connection's whole life, and waits in its thread while the
+    /// connection is idle ([`Conn::wait_idle`] polls the socket and the
+    /// drain fd). Returns when a shutdown or an upgrade finishes draining.
+    /// [`crate::protocol::serve_whole`] runs a [`Protocol`] this way.
+    pub fn serve_connections<F>(self, work: F) -> io::Result<Outcome>
     where
         F: Fn(Conn) + Send + Sync + 'static,
     {
@@ -263,11 +262,7 @@ impl Server {
         let gate = match &self.control {
             Some(l) => {
                 let gate = control::Gate::new()?;
-                control::start(
-                    l.as_raw_fd(),
-                    gate.clone(),
-                    control_loop::exec(self.tx.clone()),
-                )?;
+                control::start(l.as_raw_fd(), gate.clone(), message::exec(self.tx.clone()))?;
                 Some(gate)
             }
             None => None,

@@ -10,7 +10,7 @@ use std::io;
 use crossbeam_channel::Sender;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
 
-use super::control_loop::Control;
+use super::message::Control;
 
 /// Installs the handlers; the returned handle stops the thread.
 pub(crate) fn install_signals(tx: Sender<Control>) -> io::Result<signal_hook::iterator::Handle> {

@@ -1,0 +1,99 @@
+//! HTTP/1.1 as a [`Protocol`] of the server: what [`Server::serve_http`]
+//! runs on each connection.
+
+use std::time::{Duration, Instant};
+
+use crate::conn::Conn;
+use crate::http::conn::{serve_ready, Session, Step};
+use crate::http::{Config, Handler};
+use crate::protocol::{Protocol, Served};
+use crate::server::{Outcome, Server};
+
+/// HTTP/1.1 with a handler and its settings, parked between requests.
+pub(crate) struct Http1<H> {
+    pub(crate) handler: H,
+    pub(crate) cfg: Config,
+}
+
+impl<H: Handler> Protocol for Http1<H> {
+    type Session = Session;
+
+    fn open(&self, _conn: &Conn) -> Session {
+        Session::new()
+    }
+
+    fn serve(&self, conn: &mut Conn, session: &mut Session) -> Served {
+        match serve_ready(conn, &self.handler, &self.cfg, session) {
+            Step::Park => Served::Park,
+            Step::Closed => Served::Close,
+        }
+    }
+
+    fn idle_deadline(&self, session: &Session, now: Instant) -> Instant {
+        session.idle_deadline(&self.cfg, now)
+    }
+
+    fn drain_grace(&self) -> Duration {
+        self.cfg.drain_grace
+    }
+
+    fn linger_timeout(&self) -> Duration {
+        self.cfg.linger_timeout
+    }
+
+    fn client_speaks_first(&self) -> bool {
+        true
+    }
+}
+
+impl Server {
+    /// Serves HTTP/1.1 with `handler` until shut down or replaced, a thread
+    /// per request: between requests a connection is parked with the idle
+    /// poller, so idle keep-alive connections hold no threads (see
+    /// [`Server::serve_parked`]).
+    pub fn serve_http<H: Handler>(self, handler: H, http: Config) -> std::io::Result<Outcome> {
+        self.serve_parked(Http1 { handler, cfg: http })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    use super::*;
+    use crate::conn::Parking;
+    use crate::drain::Tracker;
+    use crate::http::{RequestBody, ResponseBody};
+
+    #[test]
+    fn a_hand_off_with_nothing_to_read_parks_again_instead_of_waiting() {
+        // An edge-triggered event can be for bytes a worker's earlier read
+        // already took (a pipelining client): the next worker must not wait
+        // on the connection with a thread, nor time it out with 408.
+        let proto = Http1 {
+            handler: |_req: http::Request<RequestBody<'_>>| {
+                http::Response::new(ResponseBody::from("hi\n"))
+            },
+            cfg: Config::default(),
+        };
+        let tracker = Tracker::new().unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, peer) = l.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let owned: OwnedFd = server.into();
+        let reg = tracker.register(owned.as_raw_fd());
+        let mut conn = Conn::new(owned, crate::SockAddr::Inet(peer), reg);
+        conn.set_parking(Parking::Ready);
+        let mut session = proto.open(&conn);
+        let started = Instant::now();
+        assert_eq!(proto.serve(&mut conn, &mut session), Served::Park);
+        assert!(
+            started.elapsed() < proto.cfg.head_timeout,
+            "waited {:?}",
+            started.elapsed()
+        );
+        assert_eq!(session.stats.requests, 0);
+    }
+}

@@ -24,6 +24,7 @@
 use std::time::Duration;
 
 mod body;
+mod chunked;
 pub(crate) mod conn;
 mod head;
 mod mem;
@@ -31,7 +32,8 @@ mod response;
 mod serve;
 pub mod transport;
 
-pub use body::{BodyError, ChunkedDecoder, RequestBody};
+pub use body::{BodyError, RequestBody};
+pub use chunked::ChunkedDecoder;
 pub use conn::serve_connection;
 pub use head::{parse_head, Framing, Head, HttpError};
 pub use mem::MemTransport;

@@ -1,0 +1,228 @@
+//! The write side of a connection: responses (fixed, streamed, errors)
+//! and their heads.
+
+use std::io::{self, Read};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use http::{Response, StatusCode};
+
+use super::{Conn, Written, COPY_BODY_MAX, ERROR_CONTENT_TYPE, STREAM_BUF};
+use crate::http::response::{
+    declared_length, hex, wants_close, write_head, ConnHeader, Framing, Inner,
+};
+use crate::http::ResponseBody;
+
+impl Conn<'_> {
+    pub(super) fn write(&mut self, bufs: &[&[u8]]) -> io::Result<()> {
+        let deadline = Instant::now() + self.cfg.write_timeout;
+        self.t.write_all_deadline(bufs, deadline)
+    }
+
+    /// Writes the handler's response.
+    pub(super) fn write_response(
+        &mut self,
+        resp: Response<ResponseBody>,
+        is_head: bool,
+        http10: bool,
+        close_wanted: bool,
+    ) -> io::Result<Written> {
+        let (parts, body) = resp.into_parts();
+        let status = parts.status;
+        let mut close = close_wanted || wants_close(&parts.headers) || status.is_informational();
+        let no_body = status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let framing = if no_body {
+            Framing::None
+        } else {
+            match body.fixed() {
+                // HEAD: the length a GET would have; an empty body stands
+                // for "not produced", so a handler's own header is kept.
+                Some([]) if is_head => {
+                    Framing::Length(declared_length(&parts.headers).unwrap_or(0))
+                }
+                Some(b) => Framing::Length(b.len() as u64),
+                None if http10 => {
+                    close = true;
+                    Framing::Close
+                }
+                None => Framing::Chunked,
+            }
+        };
+        let conn = if close {
+            ConnHeader::Close
+        } else if http10 {
+            ConnHeader::KeepAlive
+        } else {
+            ConnHeader::None
+        };
+        self.wbuf.clear();
+        if write_head(
+            &mut self.wbuf,
+            status,
+            Some(&parts.headers),
+            framing,
+            conn,
+            b"",
+        )
+        .is_err()
+        {
+            log::warn!(
+                "[{}] response header value contains CR, LF or NUL: answering 500 instead",
+                std::process::id()
+            );
+            self.send_error(StatusCode::INTERNAL_SERVER_ERROR, is_head)?;
+            return Ok(Written {
+                close: true,
+                complete: false,
+            });
+        }
+        let send_body = !is_head && !no_body;
+        if close && !(send_body && matches!(body.0, Inner::Stream(_))) {
+            // Head and fixed body in one send, then the close: let the FIN
+            // ride with them.
+            self.t.last_response();
+        }
+        match body.0 {
+            Inner::Stream(reader) if send_body => {
+                let complete = self.send_stream(reader, framing == Framing::Close)?;
+                Ok(Written {
+                    close: close || !complete,
+                    complete,
+                })
+            }
+            Inner::Static(b) if send_body => {
+                self.send_fixed(b)?;
+                Ok(Written {
+                    close,
+                    complete: true,
+                })
+            }
+            Inner::Bytes(b) if send_body => {
+                self.send_fixed(&b)?;
+                Ok(Written {
+                    close,
+                    complete: true,
+                })
+            }
+            _ => {
+                let wbuf = std::mem::take(&mut self.wbuf);
+                let r = self.write(&[&wbuf]);
+                self.wbuf = wbuf;
+                r?;
+                Ok(Written {
+                    close,
+                    complete: true,
+                })
+            }
+        }
+    }
+
+    /// Sends the head in `wbuf` followed by a fixed body.
+    pub(super) fn send_fixed(&mut self, body: &[u8]) -> io::Result<()> {
+        let mut wbuf = std::mem::take(&mut self.wbuf);
+        let r = if body.len() <= COPY_BODY_MAX {
+            wbuf.extend_from_slice(body);
+            self.write(&[&wbuf])
+        } else {
+            self.write(&[&wbuf, body])
+        };
+        self.wbuf = wbuf;
+        r
+    }
+
+    /// Sends the head in `wbuf`, then the stream: chunked, or raw when `raw`.
+    /// Returns whether the body was sent whole.
+    pub(super) fn send_stream(
+        &mut self,
+        mut reader: Box<dyn Read + Send>,
+        raw: bool,
+    ) -> io::Result<bool> {
+        let wbuf = std::mem::take(&mut self.wbuf);
+        let r = self.write(&[&wbuf]);
+        self.wbuf = wbuf;
+        r?;
+        let mut buf = std::mem::take(&mut self.stream_buf);
+        if buf.is_empty() {
+            buf = vec![0; STREAM_BUF];
+        }
+        let result = loop {
+            let read = catch_unwind(AssertUnwindSafe(|| loop {
+                match reader.read(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            }));
+            match read {
+                Err(_) => {
+                    log::warn!(
+                        "[{}] response body reader panicked: closing the connection",
+                        std::process::id()
+                    );
+                    break Ok(false);
+                }
+                Ok(Err(e)) => {
+                    log::warn!(
+                        "[{}] response body reader failed: {e}: closing the connection",
+                        std::process::id()
+                    );
+                    break Ok(false);
+                }
+                Ok(Ok(0)) => {
+                    break if raw {
+                        Ok(true)
+                    } else {
+                        self.write(&[b"0\r\n\r\n"]).map(|()| true)
+                    };
+                }
+                Ok(Ok(n)) => {
+                    let n = n.min(buf.len());
+                    let r = if raw {
+                        self.write(&[&buf[..n]])
+                    } else {
+                        let mut tmp = [0u8; 16];
+                        let size = hex(&mut tmp, n as u64);
+                        self.write(&[size, b"\r\n", &buf[..n], b"\r\n"])
+                    };
+                    if let Err(e) = r {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        self.stream_buf = buf;
+        result
+    }
+
+    /// Sends one of the server's own error responses, with
+    /// `Connection: close`, and records its status.
+    pub(super) fn send_error(&mut self, status: StatusCode, is_head: bool) -> io::Result<()> {
+        self.stats.last_error = Some(status);
+        self.t.last_response();
+        let reason = status.canonical_reason().unwrap_or("");
+        let len = status.as_str().len() + 1 + reason.len() + 1;
+        self.wbuf.clear();
+        let _ = write_head(
+            &mut self.wbuf,
+            status,
+            None,
+            Framing::Length(len as u64),
+            ConnHeader::Close,
+            ERROR_CONTENT_TYPE,
+        );
+        if !is_head {
+            self.wbuf.extend_from_slice(status.as_str().as_bytes());
+            self.wbuf.push(b' ');
+            self.wbuf.extend_from_slice(reason.as_bytes());
+            self.wbuf.push(b'\n');
+        }
+        let wbuf = std::mem::take(&mut self.wbuf);
+        let r = self.write(&[&wbuf]);
+        self.wbuf = wbuf;
+        if let Err(e) = &r {
+            log::debug!("[{}] writing {status} response: {e}", std::process::id());
+        }
+        r
+    }
+}

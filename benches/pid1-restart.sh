@@ -9,8 +9,8 @@
 #   bash benches/pid1-restart.sh            # builds the release demo first
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --bin grace-hello >/dev/null
-BIN=$PWD/target/release/grace-hello
+cargo build --release --example hello >/dev/null
+BIN=$PWD/target/release/examples/hello
 PORT=${PORT:-18123}
 OUT=$(mktemp -d)
 RUST_LOG=info taskset -c 0 unshare --pid --fork --mount-proc \

@@ -6,8 +6,8 @@
 #   bash benches/verdict.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --bin grace-hello >/dev/null
-BIN=$PWD/target/release/grace-hello
+cargo build --release --example hello >/dev/null
+BIN=$PWD/target/release/examples/hello
 DIR=$(mktemp -d)
 run() { # probation_ms
     local sock=$DIR/ctl-$1.sock log=$DIR/log-$1

@@ -74,7 +74,8 @@ impl Protocol for Echo {
                     s.drained = true;
                     continue;
                 }
-                Ok(Idle::Eof | Idle::TimedOut) | Err(_) => break,
+                // Eof, TimedOut, an error (or an Idle of a later grace).
+                Ok(_) | Err(_) => break,
             }
             match conn.read_deadline(&mut chunk, Instant::now() + IO) {
                 Ok(n) if n > 0 => s.buf.extend_from_slice(&chunk[..n]),
@@ -142,7 +143,7 @@ fn reply(line: Vec<u8>) -> Vec<u8> {
 fn main() {
     grace::init();
     let mut listen: Vec<ListenAddr> = Vec::new();
-    let mut cfg = grace::Config::default();
+    let mut cfg = grace::ServerConfig::default();
     cfg.handle_signals = true;
     let mut per_connection = false;
     let mut args = std::env::args().skip(1);

@@ -9,15 +9,15 @@
 // Routes: `GET /` (`hello\n`), `GET /healthz`, `GET /sleep?ms=N`, `GET /pid`,
 // `POST|PUT /echo`, `GET /stream?chunks=N&ms=M`, `GET /panic`.
 //
-// This file is also built as the `grace-hello` binary (src/bin), so that the
-// integration tests can start it; it therefore uses only the library's own
-// dependencies (a small `RUST_LOG` logger is included below).
+// The integration tests start the binary `cargo test` builds from this file
+// (`target/<profile>/examples/hello`). A small `RUST_LOG` logger is included
+// below, so the demo needs nothing beyond the library's own dependencies.
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use grace::http::{RequestBody, ResponseBody};
+use grace::http1::{RequestBody, ResponseBody};
 use grace::{ListenAddr, Server, StopReason};
 use http::{Method, Request, Response, StatusCode};
 
@@ -95,8 +95,8 @@ ENVIRONMENT:
 struct Args {
     exit_after_ready: Option<Duration>,
     listen: Vec<ListenAddr>,
-    cfg: grace::Config,
-    http: grace::http::Config,
+    cfg: grace::ServerConfig,
+    http: grace::http1::HttpConfig,
     greeting: String,
     refuse_upgrade_if: Option<PathBuf>,
 }
@@ -105,8 +105,8 @@ fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         exit_after_ready: None,
         listen: Vec::new(),
-        cfg: grace::Config::default(),
-        http: grace::http::Config::default(),
+        cfg: grace::ServerConfig::default(),
+        http: grace::http1::HttpConfig::default(),
         greeting: "hello".into(),
         refuse_upgrade_if: None,
     };

@@ -23,6 +23,7 @@ pub use crate::sys::SockAddr;
 
 /// What a wait for the next request on an idle connection ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Idle {
     /// Bytes are ready to read.
     Data,
@@ -303,7 +304,7 @@ impl Conn {
     }
 
     /// True once the server is leaving: draining, or in its shutdown delay
-    /// ([`crate::Config::shutdown_delay`]), when it still serves but every
+    /// ([`crate::ServerConfig::shutdown_delay`]), when it still serves but every
     /// response should end its connection.
     pub fn closing(&self) -> bool {
         self.reg.as_ref().is_some_and(|r| r.tracker().closing())

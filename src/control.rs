@@ -369,6 +369,7 @@ pub(crate) fn verdict_json(v: &Result<UpgradeStats, UpgradeError>) -> String {
 
 /// A reply from a server's control socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Reply {
     /// The JSON line, without its newline.
     pub line: String,

@@ -25,6 +25,7 @@ use crate::sys;
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum ConnState {
     /// Accepted, no byte received yet. Counts as idle for a drain.
     New = 0,
@@ -71,6 +72,7 @@ struct Registry {
 
 /// What a drain did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DrainStats {
     /// From the start of the drain until the last connection closed (or the
     /// drain gave up on it).

@@ -7,7 +7,7 @@
 //! dumb-init), or the pid a supervisor tracks. So in those trees
 //! [`crate::init`] forks before any thread exists:
 //! - the original process, whose pid the supervisor knows, becomes the
-//!   holder and runs [`run`]: it never serves, holds no listener and runs
+//!   holder and runs `run`: it never serves, holds no listener and runs
 //!   no handler;
 //! - the child continues into `main` as generation 0, and every later
 //!   generation descends from it as usual.

@@ -41,7 +41,8 @@ pub mod control;
 pub mod drain;
 mod fmt;
 pub mod holder;
-pub mod http;
+pub mod http1;
+pub use http;
 pub mod listener;
 pub mod notify;
 mod park;
@@ -58,7 +59,7 @@ pub use drain::{ConnState, DrainStats, Tracker};
 pub use holder::Supervise;
 pub use listener::{generation, ListenAddr, Listener, Listeners};
 pub use protocol::{Protocol, Served};
-pub use server::{Config, Handle, Outcome, Server, StopReason};
+pub use server::{Handle, Outcome, Server, ServerConfig, StopReason};
 pub use upgrade::{Exit, UpgradeError, UpgradeStats};
 
 /// Prepares the process for grace, first thing in `main`, while it is still
@@ -79,7 +80,7 @@ pub fn init() {
 
 /// [`init`], choosing when to start the holder: [`Supervise::Always`] under an
 /// init that exits with its child (tini, dumb-init) or a supervisor that
-/// tracks one pid. This is an argument of `init` and not a [`Config`] field
+/// tracks one pid. This is an argument of `init` and not a [`ServerConfig`] field
 /// because the holder must fork before any thread exists.
 pub fn init_with(supervise: Supervise) {
     upgrade::record_start();
@@ -91,10 +92,10 @@ pub fn init_with(supervise: Supervise) {
 /// Serves HTTP/1.1 on `addrs` with `handler`, default settings and signal
 /// handling (SIGUSR2 upgrades, SIGTERM/SIGINT drain). Returns when this
 /// process has drained, after a shutdown or a successful upgrade.
-pub fn serve<H: http::Handler>(addrs: &[ListenAddr], handler: H) -> std::io::Result<Outcome> {
-    let cfg = Config {
+pub fn serve_http<H: http1::Handler>(addrs: &[ListenAddr], handler: H) -> std::io::Result<Outcome> {
+    let cfg = ServerConfig {
         handle_signals: true,
-        ..Config::default()
+        ..ServerConfig::default()
     };
-    Server::bind(cfg, addrs)?.serve_http(handler, http::Config::default())
+    Server::bind(cfg, addrs)?.serve_http(handler, http1::HttpConfig::default())
 }

@@ -64,7 +64,7 @@ pub trait Protocol: Send + Sync + 'static {
         Duration::from_secs(2)
     }
 
-    /// The client speaks first: with [`crate::Config::defer_accept`] the
+    /// The client speaks first: with [`crate::ServerConfig::defer_accept`] the
     /// kernel holds a new connection until its first bytes arrive (Linux's
     /// `TCP_DEFER_ACCEPT`). Default: false.
     fn client_speaks_first(&self) -> bool {

@@ -27,13 +27,13 @@ fn write_script(path: &Path, body: &str) {
 /// Puts the real demo back at `path`.
 fn restore_binary(path: &Path) {
     let tmp = path.with_extension("new");
-    std::fs::copy(HELLO, &tmp).unwrap();
+    std::fs::copy(hello(), &tmp).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
 
 /// Runs `hello <command> --control <sock>`: (exit code, stdout line).
 fn cli(sock: &Path, command: &str) -> (i32, String) {
-    let out = Command::new(HELLO)
+    let out = Command::new(hello())
         .arg(command)
         .arg("--control")
         .arg(sock)
@@ -64,7 +64,7 @@ struct Setup {
 
 fn start(dir: &TempDir, args: &[&str]) -> Setup {
     let bin = dir.path().join("hello");
-    std::fs::copy(HELLO, &bin).unwrap();
+    std::fs::copy(hello(), &bin).unwrap();
     let sock = dir.path().join("control.sock");
     let mut all = vec!["--control", sock.to_str().unwrap()];
     all.extend_from_slice(args);
@@ -118,7 +118,7 @@ fn hello_upgrade_exit_codes_tell_the_truth() {
     assert_eq!(st.s.pid_gen(), (pid1, 1));
 
     // During another upgrade (a child that takes 1 s to start): 2.
-    write_script(&st.bin, &format!("sleep 1\nexec {HELLO} \"$@\""));
+    write_script(&st.bin, &format!("sleep 1\nexec {} \"$@\"", hello()));
     let sock = st.sock.clone();
     let first = std::thread::spawn(move || cli(&sock, "upgrade"));
     // The first upgrade is running once `status` says so.
@@ -176,7 +176,7 @@ fn a_child_that_dies_on_probation_is_rolled_back_under_load() {
     load.progress(300);
     write_script(
         &st.bin,
-        &format!("exec {HELLO} \"$@\" --exit-after-ready-ms 500"),
+        &format!("exec {} \"$@\" --exit-after-ready-ms 500", hello()),
     );
     let t0 = Instant::now();
     let (code, line) = cli(&st.sock, "upgrade");
@@ -261,7 +261,7 @@ fn another_uid_is_refused() {
     std::fs::set_permissions(&st.sock, std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(HELLO)
+        .arg(hello())
         .arg("upgrade")
         .arg("--control")
         .arg(&st.sock)
@@ -376,7 +376,7 @@ fn quick_rollbacks_never_end_the_old_process() {
     let pid0 = st.s.first_pid();
     write_script(
         &st.bin,
-        &format!("exec {HELLO} \"$@\" --exit-after-ready-ms 0"),
+        &format!("exec {} \"$@\" --exit-after-ready-ms 0", hello()),
     );
     for _ in 0..3 {
         let (code, line) = cli(&st.sock, "upgrade");

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use grace::http::{parse_head, Config, Framing, Head, HttpError};
+use grace::http1::{parse_head, Framing, Head, HttpConfig, HttpError};
 use http::Version;
 
 /// `tests/h11_reference.py` exits with this when h11 cannot be imported.
@@ -1269,7 +1269,7 @@ fn grace_accepts_only_what_h11_accepts() {
             .filter(|c| seen.insert(c.bytes.clone())),
     );
 
-    let cfg = Config::default();
+    let cfg = HttpConfig::default();
     let grace: Vec<Result<Option<(Head, usize)>, HttpError>> =
         cases.iter().map(|c| parse_head(&c.bytes, &cfg)).collect();
     let skips: Vec<usize> = cases

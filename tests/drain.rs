@@ -217,13 +217,11 @@ fn second_sigterm_during_drain_exits_at_once() {
 
 #[test]
 fn in_process_handle_stops_the_server_without_signal_handlers() {
-    use grace::http::{RequestBody, ResponseBody};
+    use grace::http1::{RequestBody, ResponseBody};
     let (server, addr) = bind_in_process();
     let handle = server.handle();
-    let http_cfg = grace::http::Config {
-        drain_grace: Duration::from_millis(200),
-        ..Default::default()
-    };
+    let mut http_cfg = grace::http1::HttpConfig::default();
+    http_cfg.drain_grace = Duration::from_millis(200);
     let t = std::thread::spawn(move || {
         server.serve_http(
             |_req: http::Request<RequestBody>| {

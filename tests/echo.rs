@@ -51,7 +51,7 @@ fn all_answer(conns: &mut [BufReader<TcpStream>]) {
 #[test]
 fn a_thousand_idle_echo_connections_hold_no_threads() {
     os::raise_nofile_limit().expect("RLIMIT_NOFILE");
-    let mut s = Server::start_bin(ECHO, &[]);
+    let mut s = Server::start_bin(echo(), &[]);
     let pid = s.first_pid();
     let mut conns = served_idle(&s, N);
     // Every connection has been answered and sends nothing now. The server
@@ -77,7 +77,7 @@ fn per_connection_threads_hold_one_thread_per_connection() {
     // for its whole life, waiting in `poll` while idle.
     os::raise_nofile_limit().expect("RLIMIT_NOFILE");
     let n = 200;
-    let mut s = Server::start_bin(ECHO, &["--threads", "per-connection"]);
+    let mut s = Server::start_bin(echo(), &["--threads", "per-connection"]);
     let pid = s.first_pid();
     let mut conns = served_idle(&s, n);
     let threads = wait_for("a thread per connection", T, || {
@@ -97,7 +97,7 @@ fn partial_lines_wait_parked_and_complete() {
     // and hold no thread meanwhile.
     os::raise_nofile_limit().expect("RLIMIT_NOFILE");
     let n = 300;
-    let mut s = Server::start_bin(ECHO, &[]);
+    let mut s = Server::start_bin(echo(), &[]);
     let pid = s.first_pid();
     let mut conns: Vec<TcpStream> = (0..n)
         .map(|i| {

@@ -55,7 +55,7 @@ fn write_script(path: &Path, body: &str) {
 /// Puts the real demo binary back at `path` (copy, then rename over).
 fn restore_binary(path: &Path) {
     let tmp = path.with_extension("new");
-    std::fs::copy(HELLO, &tmp).unwrap();
+    std::fs::copy(hello(), &tmp).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
 
@@ -161,7 +161,7 @@ fn sigkill_old_generation_during_drain_only_its_connections_fail() {
 fn sigkill_child_before_ready_parent_reaps_and_serves_on() {
     let dir = TempDir::new("kill-child");
     let bin = dir.path().join("hello");
-    std::fs::copy(HELLO, &bin).unwrap();
+    std::fs::copy(hello(), &bin).unwrap();
     let mut s = Server::start_bin(bin.to_str().unwrap(), &["--upgrade-timeout-ms", "20000"]);
     let pid0 = s.first_pid();
     wait_signal_handlers(pid0);
@@ -222,7 +222,7 @@ fn sigkill_child_before_ready_parent_reaps_and_serves_on() {
 fn sigstopped_child_hits_upgrade_timeout_and_is_killed() {
     let dir = TempDir::new("stop-child");
     let bin = dir.path().join("hello");
-    std::fs::copy(HELLO, &bin).unwrap();
+    std::fs::copy(hello(), &bin).unwrap();
     let mut s = Server::start_bin(bin.to_str().unwrap(), &["--upgrade-timeout-ms", "1500"]);
     let pid0 = s.first_pid();
     wait_signal_handlers(pid0);
@@ -232,7 +232,7 @@ fn sigstopped_child_hits_upgrade_timeout_and_is_killed() {
     // A wrapper that execs the real binary, but is stopped first. (It stops
     // itself, so the stop always lands before the real binary could say
     // ready; the test sends SIGSTOP again once it finds it.)
-    write_script(&bin, &format!("kill -STOP $$\nexec {HELLO} \"$@\""));
+    write_script(&bin, &format!("kill -STOP $$\nexec {} \"$@\"", hello()));
     let from = s.log.lines().len();
     let t0 = Instant::now();
     Server::signal(pid0, libc::SIGUSR2);
@@ -287,7 +287,7 @@ fn start_with_nofile() -> Server {
     let pid_file = dir.path().join("server.pid");
     let mut cmd = Command::new("prlimit");
     cmd.arg(format!("--nofile={NOFILE}:{NOFILE}"))
-        .arg(HELLO)
+        .arg(hello())
         .args(["--listen", "127.0.0.1:0", "--no-raise-nofile", "--pid-file"])
         .arg(&pid_file)
         .args(["--drain-grace-ms", "200"]);
@@ -413,7 +413,7 @@ fn start_with_pid_dir(dir: &TempDir) -> Server {
     let run = dir.path().join("run");
     std::fs::create_dir(&run).unwrap();
     let pid_file = run.join("server.pid");
-    let mut cmd = Command::new(HELLO);
+    let mut cmd = Command::new(hello());
     cmd.args(["--listen", "127.0.0.1:0", "--pid-file"])
         .arg(&pid_file);
     Server::from_command(cmd, TempDir::new("pid-dir-srv"), pid_file)
@@ -609,7 +609,7 @@ fn sigusr2_as_soon_as_the_pid_file_appears_does_not_kill_the_server() {
     for attempt in 0..10 {
         let dir = TempDir::new("early-usr2");
         let pid_file = dir.path().join("server.pid");
-        let mut cmd = Command::new(HELLO);
+        let mut cmd = Command::new(hello());
         cmd.args(["--listen", "127.0.0.1:0", "--pid-file"])
             .arg(&pid_file);
         let (mut child, log) = spawn_logged(&mut cmd);

@@ -285,7 +285,7 @@ fn pid1_of_a_namespace_restarts_under_load_and_exits_0() {
             "--pid",
             "--fork",
             "--mount-proc",
-            HELLO,
+            hello(),
             "--listen",
             "127.0.0.1:0",
         ],
@@ -356,7 +356,7 @@ fn under_an_init_that_exits_with_its_child_supervise_keeps_it_running() {
     let script = dir.path().join("init.py");
     std::fs::write(&script, INIT_STAND_IN).unwrap();
     let script = script.to_str().unwrap().to_string();
-    let hello_args = [HELLO, "--supervise", "--listen", "127.0.0.1:0"];
+    let hello_args = [hello(), "--supervise", "--listen", "127.0.0.1:0"];
     let mut tree = match tini {
         Some(t) => {
             eprintln!("init: {t}");
@@ -593,7 +593,7 @@ struct Inherited {
 fn inherited_at_restart(supervise: bool) -> Inherited {
     let dir = TempDir::new("inherit");
     let bin = dir.path().join("hello");
-    std::fs::copy(HELLO, &bin).unwrap();
+    std::fs::copy(hello(), &bin).unwrap();
     let out = dir.path().join("seen");
     // Started through a launcher that closes every fd above 2, so nothing
     // the test harness leaked without CLOEXEC can reach the server.
@@ -613,8 +613,9 @@ fn inherited_at_restart(supervise: bool) -> Inherited {
     let (pid0, _) = s.pid_gen();
     wait_signal_handlers(pid0);
     let script = format!(
-        "#!/bin/sh\nls -l /proc/self/fd > {out}.fds\nenv > {out}.env\necho $$ > {out}.pid\nexec {HELLO} \"$@\"\n",
-        out = out.display()
+        "#!/bin/sh\nls -l /proc/self/fd > {out}.fds\nenv > {out}.env\necho $$ > {out}.pid\nexec {hello} \"$@\"\n",
+        out = out.display(),
+        hello = hello()
     );
     // A new file renamed over the running one (which is busy).
     let tmp = dir.path().join("hello.new");

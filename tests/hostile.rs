@@ -444,7 +444,7 @@ fn trailers_accepted_and_discarded() {
 
 #[test]
 fn handler_header_values_cannot_inject_lines() {
-    use grace::http::{RequestBody, ResponseBody};
+    use grace::http1::{RequestBody, ResponseBody};
     use http::header::{HeaderName, HeaderValue};
 
     // The http crate's safe constructors refuse CR, LF and NUL: a handler
@@ -461,10 +461,8 @@ fn handler_header_values_cannot_inject_lines() {
 
     let (server, addr) = bind_in_process();
     let handle = server.handle();
-    let http_cfg = grace::http::Config {
-        drain_grace: Duration::from_millis(100),
-        ..Default::default()
-    };
+    let mut http_cfg = grace::http1::HttpConfig::default();
+    http_cfg.drain_grace = Duration::from_millis(100);
     let t = std::thread::spawn(move || {
         server.serve_http(
             |req: http::Request<RequestBody>| {

@@ -729,13 +729,13 @@ fn start_with_nofile(nofile: u32) -> Server {
     let pid_file = dir.path().join("server.pid");
     let mut cmd = if on_path("prlimit") {
         let mut c = Command::new("prlimit");
-        c.arg(format!("--nofile={nofile}:{nofile}")).arg(HELLO);
+        c.arg(format!("--nofile={nofile}:{nofile}")).arg(hello());
         c
     } else {
         let mut c = Command::new("sh");
         c.arg("-c")
             .arg(format!("ulimit -n {nofile}; exec \"$0\" \"$@\""))
-            .arg(HELLO);
+            .arg(hello());
         c
     };
     cmd.args(["--listen", "127.0.0.1:0", "--no-raise-nofile", "--pid-file"])

@@ -193,11 +193,14 @@ fn write_script(path: &Path, body: &str) {
 fn replaced_binary_is_picked_up() {
     let dir = TempDir::new("bin");
     let bin = dir.path().join("hello");
-    std::fs::copy(HELLO, &bin).unwrap();
+    std::fs::copy(hello(), &bin).unwrap();
     let mut s = Server::start_bin(bin.to_str().unwrap(), &[]);
     assert_eq!(get(s.addr, "/").unwrap().body_str(), "hello\n");
     // The new "release": a wrapper that runs the build with another flag.
-    write_script(&bin, &format!("exec {HELLO} \"$@\" --greeting replaced"));
+    write_script(
+        &bin,
+        &format!("exec {} \"$@\" --greeting replaced", hello()),
+    );
     let pid0 = s.first_pid();
     let pid1 = restart(&mut s, pid0, 0);
     let r = get(s.addr, "/").unwrap();
@@ -209,7 +212,7 @@ fn replaced_binary_is_picked_up() {
 fn failed_upgrades_leave_the_old_process_serving() {
     let dir = TempDir::new("fail");
     let bin = dir.path().join("hello");
-    std::fs::copy(HELLO, &bin).unwrap();
+    std::fs::copy(hello(), &bin).unwrap();
     let refuse = dir.path().join("refuse");
     let mut s = Server::start_bin(
         bin.to_str().unwrap(),
@@ -247,7 +250,7 @@ fn failed_upgrades_leave_the_old_process_serving() {
     std::fs::remove_file(&bin).unwrap();
     attempt(&s, "cannot prepare the new process");
     // 4. The pre-upgrade hook refuses.
-    std::fs::copy(HELLO, &bin).unwrap();
+    std::fs::copy(hello(), &bin).unwrap();
     std::fs::write(&refuse, "").unwrap();
     attempt(&s, "pre-upgrade hook failed");
     // Every failed child was reaped: no zombie children of the old process.
@@ -352,8 +355,16 @@ fn child_inherits_only_listeners_and_readiness_fd() {
             ))
         })
         .collect();
+    // A request in flight keeps the parent alive, and so the child's end of
+    // the readiness socket open, while the child's fds are listed (once the
+    // parent exits, the child closes it).
+    let slow = std::thread::spawn(move || held.get("/sleep?ms=8000").map(|r| r.status));
     let pid1 = restart_keeping(&mut s, pid0);
     let child = fds_of(&s);
+    assert!(
+        process_running(pid0),
+        "the parent exited before the child's fds were listed"
+    );
     // In the child, fds 0-2 are stdio, 3 the listener, 4 the readiness
     // socket. (In the parent the listener is wherever bind put it.)
     let (_, bound) = s.log.wait_line(&format!("[{pid0}] bound 127.0.0.1:"), 0, T);
@@ -395,7 +406,7 @@ fn child_inherits_only_listeners_and_readiness_fd() {
     assert!(!env.contains("LISTEN_"), "{env}");
     assert!(!env.contains("GRACE_READY_FD"), "{env}");
     assert!(!env.contains("GRACE_GENERATION"), "{env}");
-    drop(held);
+    assert_eq!(slow.join().unwrap().unwrap(), 200);
     assert_eq!(s.wait_first(T), Some(0));
     assert_eq!(s.pid_gen().0, pid1);
 }
@@ -445,7 +456,7 @@ fn tcp_and_unix_listeners_both_survive_a_restart() {
 
 #[test]
 fn echo_server_restarts_the_same_way() {
-    let mut s = Server::start_bin(ECHO, &[]);
+    let mut s = Server::start_bin(echo(), &[]);
     let ask = |addr| -> String {
         let mut c = connect(addr).unwrap();
         c.write_all(b"hi\nPID\n").unwrap();

@@ -39,7 +39,7 @@ os.execv(sys.argv[2], sys.argv[2:])
     cmd.arg("-c")
         .arg(script)
         .arg(listen_pid.map_or("self".to_string(), |p| p.to_string()))
-        .arg(HELLO)
+        .arg(hello())
         .arg("--pid-file")
         .arg(&pid_file)
         .args(args);
@@ -119,7 +119,7 @@ fn sd_notify_messages_arrive_in_order() {
             return m;
         }
     };
-    let mut s = Server::start_env(HELLO, &[], &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    let mut s = Server::start_env(hello(), &[], &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
     let pid0 = s.first_pid();
     assert_eq!(recv(), "READY=1");
     Server::signal(pid0, libc::SIGUSR2);
@@ -179,7 +179,7 @@ fn a_failed_upgrade_says_so_and_restores_mainpid() {
     let sock = UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(T)).unwrap();
     let bin = dir.path().join("hello");
-    std::fs::copy(HELLO, &bin).unwrap();
+    std::fs::copy(hello(), &bin).unwrap();
     let s = Server::start_env(
         bin.to_str().unwrap(),
         &[],
@@ -267,7 +267,7 @@ fn the_watchdog_is_pinged_and_taken_over_at_each_handover() {
         }
     });
     let mut s = Server::start_env(
-        HELLO,
+        hello(),
         &["--probation-ms", "300"],
         &[
             ("NOTIFY_SOCKET", path.to_str().unwrap()),
@@ -352,7 +352,7 @@ fn the_example_unit_files_verify() {
         let name = e.file_name().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(e.path())
             .unwrap()
-            .replace("/usr/local/bin/hello", HELLO);
+            .replace("/usr/local/bin/hello", hello());
         std::fs::write(dir.path().join(&name), text).unwrap();
         names.push(name);
     }

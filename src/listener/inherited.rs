@@ -117,7 +117,7 @@ fn read_inherited() -> Inherited {
 }
 
 /// Inherited sockets with these `LISTEN_FDNAMES` are never adopted as
-/// listeners by [`Listeners::open`]: the control socket (`grace-control`).
+/// listeners by [`super::Listeners::open`]: the control socket (`grace-control`).
 pub(crate) const RESERVED_NAMES: &[&str] = &["grace-control"];
 
 /// Takes the inherited socket named `name` (see [`RESERVED_NAMES`]), if
@@ -158,7 +158,7 @@ pub fn generation() -> u64 {
 }
 
 /// True if listeners were handed down (by a grace parent or systemd) and not
-/// yet claimed by [`Listeners::open`].
+/// yet claimed by [`super::Listeners::open`].
 pub fn has_inherited() -> bool {
     inherited()
         .lock()

@@ -41,6 +41,7 @@ pub const DEFAULT_BACKLOG: i32 = 1024;
 /// An address to listen on: `127.0.0.1:8080`, `[::1]:8080`, `localhost:0`,
 /// or `unix:/run/app.sock`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ListenAddr {
     /// A TCP address (IPv4 or IPv6). Port 0 picks a free port.
     Tcp(SocketAddr),

@@ -1,20 +1,20 @@
-//! [`Config`]: the server's settings.
+//! [`ServerConfig`]: the server's settings.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::listener;
 
-/// Server settings. `Config::default()` holds production defaults; set the
-/// fields you need on it (`Config { stop_timeout, ..Config::default() }`
+/// Server settings. `ServerConfig::default()` holds production defaults; set the
+/// fields you need on it (`ServerConfig { stop_timeout, ..ServerConfig::default() }`
 /// does not compile from outside the crate: the struct is
 /// `#[non_exhaustive]`, so that new settings are not breaking changes).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct Config {
+pub struct ServerConfig {
     /// `listen(2)` backlog for sockets bound here. Default 1024.
     pub backlog: i32,
-    /// [`Server::serve_http`] sets `TCP_DEFER_ACCEPT` on its TCP listeners to
+    /// [`crate::Server::serve_http`] sets `TCP_DEFER_ACCEPT` on its TCP listeners to
     /// this (rounded up to whole seconds; `Some(Duration::ZERO)` turns it
     /// off; `None` leaves the sockets as they are, say as systemd's
     /// `DeferAcceptSec=` made them). The kernel then completes the handshake
@@ -38,9 +38,9 @@ pub struct Config {
     /// How long a drain lets connections finish before shutting them down.
     /// Default 30 s.
     pub stop_timeout: Duration,
-    /// On a shutdown (SIGTERM, SIGINT, SIGQUIT or [`Handle::shutdown`]), keep
+    /// On a shutdown (SIGTERM, SIGINT, SIGQUIT or [`crate::Handle::shutdown`]), keep
     /// accepting and serving this long before the drain starts, while
-    /// [`Handle::is_draining`] says true and every response says
+    /// [`crate::Handle::is_draining`] says true and every response says
     /// `Connection: close`. For load-balanced rollouts: a Kubernetes pod
     /// still receives new connections for a moment after its SIGTERM, and a
     /// readiness probe that answers 503 takes it out of the endpoints
@@ -77,7 +77,7 @@ pub struct Config {
     /// Install handlers for SIGUSR2 and SIGHUP (upgrade) and SIGTERM,
     /// SIGINT and SIGQUIT (graceful shutdown; a second one exits at once).
     /// Default false: an embedding program may own its signals.
-    /// [`crate::serve`] turns it on.
+    /// [`crate::serve_http`] turns it on.
     pub handle_signals: bool,
     /// Run the server's own threads (accept, idle poller, connection
     /// threads) under `SCHED_BATCH`. A thread woken while another of them
@@ -90,9 +90,9 @@ pub struct Config {
     pub sched_batch: bool,
 }
 
-impl Default for Config {
-    fn default() -> Config {
-        Config {
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
             backlog: listener::DEFAULT_BACKLOG,
             defer_accept: Some(Duration::from_secs(1)),
             max_connections: None,

@@ -10,7 +10,7 @@ use super::message::Control;
 use crate::drain::{DrainStats, Tracker};
 use crate::upgrade::{UpgradeError, UpgradeStats};
 
-/// Why [`Server::serve`](super::Server::serve) returned.
+/// Why [`Server::serve_connections`](super::Server::serve_connections) returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StopReason {
@@ -23,7 +23,7 @@ pub enum StopReason {
     Aborted,
 }
 
-/// What happened, returned by [`Server::serve`](super::Server::serve) and
+/// What happened, returned by [`Server::serve_connections`](super::Server::serve_connections) and
 /// [`Handle::wait`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -38,7 +38,7 @@ pub struct Outcome {
     pub drain: Option<DrainStats>,
 }
 
-/// Where [`Server::serve`](super::Server::serve) leaves its outcome for
+/// Where [`Server::serve_connections`](super::Server::serve_connections) leaves its outcome for
 /// [`Handle::wait`].
 #[derive(Default)]
 pub(crate) struct Done {
@@ -72,7 +72,7 @@ impl Handle {
     }
 
     /// Starts an upgrade and waits for its verdict: `Ok` once the new
-    /// process is ready and has passed its [`Config::probation`](super::Config::probation)
+    /// process is ready and has passed its [`ServerConfig::probation`](super::ServerConfig::probation)
     /// (this one then exits), `Err` if it failed or was rolled back (this
     /// one serves on).
     pub fn upgrade(&self) -> Result<UpgradeStats, UpgradeError> {
@@ -83,7 +83,7 @@ impl Handle {
         rx.recv().unwrap_or(Err(UpgradeError::ServerGone))
     }
 
-    /// Waits until [`Server::serve`](super::Server::serve) has returned, and
+    /// Waits until [`Server::serve_connections`](super::Server::serve_connections) has returned, and
     /// gives its outcome.
     pub fn wait(&self) -> Outcome {
         let mut g = self.done.outcome.lock().unwrap_or_else(|p| p.into_inner());
@@ -148,7 +148,7 @@ impl Handle {
     }
 
     /// True from the moment this process starts going away: a shutdown
-    /// (from the start of its [`Config::shutdown_delay`]) or the drain after
+    /// (from the start of its [`ServerConfig::shutdown_delay`](super::ServerConfig::shutdown_delay)) or the drain after
     /// a handover. A readiness endpoint should answer 503 then, and a long
     /// poll or event stream should end.
     pub fn is_draining(&self) -> bool {

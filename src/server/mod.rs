@@ -1,7 +1,7 @@
 //! The server: listeners + accept thread + worker threads + idle poller +
 //! drain + upgrade, driven by one control loop.
 //!
-//! - `config`: [`Config`].
+//! - `config`: [`ServerConfig`].
 //! - `handle`: [`Handle`] (control from any thread), [`Outcome`].
 //! - `signals`: signal-hook forwarding into the control loop.
 //! - `message`: the control loop's messages, and what control-socket
@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
-pub use config::Config;
+pub use config::ServerConfig;
 pub use handle::{Handle, Outcome, StopReason};
 
 use crate::accept::{accept_loop, Waker};
@@ -52,7 +52,7 @@ pub(crate) type Resume = Arc<dyn Fn() + Send + Sync>;
 
 /// A server over a set of listeners. See the crate docs for the life cycle.
 pub struct Server {
-    cfg: Config,
+    cfg: ServerConfig,
     listeners: Listeners,
     control: Option<Listener>,
     tracker: Arc<Tracker>,
@@ -68,7 +68,7 @@ impl Server {
     /// Opens the listeners for `addrs` (adopting inherited ones, binding the
     /// rest) and prepares a server. Call [`crate::init`] at the start of
     /// `main` so the inherited environment is read before threads start.
-    pub fn bind(cfg: Config, addrs: &[ListenAddr]) -> io::Result<Server> {
+    pub fn bind(cfg: ServerConfig, addrs: &[ListenAddr]) -> io::Result<Server> {
         let listeners = Listeners::open(addrs, cfg.backlog)?;
         Server::from_listeners(cfg, listeners)
     }
@@ -79,7 +79,7 @@ impl Server {
     }
 
     /// A server over listeners opened by the caller.
-    pub fn from_listeners(cfg: Config, listeners: Listeners) -> io::Result<Server> {
+    pub fn from_listeners(cfg: ServerConfig, listeners: Listeners) -> io::Result<Server> {
         crate::upgrade::record_start();
         listener::init();
         notify::init();
@@ -357,7 +357,7 @@ impl Server {
 
 /// Starts the accept thread over `fds`.
 pub(crate) fn spawn_accept(
-    cfg: &Config,
+    cfg: &ServerConfig,
     fds: &[RawFd],
     waker: &Arc<Waker>,
     tracker: &Arc<Tracker>,

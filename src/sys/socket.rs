@@ -12,6 +12,7 @@ use super::{cvt, cvt_size, owned};
 
 /// A socket address as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SockAddr {
     /// IPv4 or IPv6.
     Inet(SocketAddr),

@@ -1,25 +1,55 @@
 //! Layer 2: upgrade. Hand the listeners to a fresh copy of the binary and
 //! wait for it to say it is serving.
 //!
-//! - [`parent`]: the old process's side: resolve the binary, build argv and
+//! - `parent`: the old process's side: resolve the binary, build argv and
 //!   envp, `fork` + `execve` with the listeners at fds 3.., then wait for the
 //!   exec to succeed and for the child's ready byte, or kill and reap it.
-//! - [`child`]: the new process's side: say ready over the readiness socket,
+//! - `child`: the new process's side: say ready over the readiness socket,
 //!   and learn from its end-of-file when the parent has exited.
 //!
 //! Adopting inherited listeners (also the child's side) is in
 //! [`crate::listener`], because systemd socket activation uses it too.
+//!
+//! Used alone, without [`crate::Server`] (which does all of this, and the
+//! drain, probation and signals, for you):
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use grace::{ListenAddr, Listeners};
+//!
+//! fn main() -> std::io::Result<()> {
+//!     grace::init(); // before any thread: reads LISTEN_FDS
+//!     let addrs: Vec<ListenAddr> = vec!["127.0.0.1:8080".parse()?];
+//!     // Adopts the parent's socket after an upgrade, binds on a first start.
+//!     let listeners = Listeners::open(&addrs, 1024)?;
+//!     // ... start accepting on `listeners` ...
+//!     // A grace parent is waiting for this byte; a no-op otherwise.
+//!     grace::upgrade::ready()?;
+//!     // Later, on SIGUSR2 say:
+//!     match grace::upgrade::start(&listeners, Duration::from_secs(10)) {
+//!         Ok(handover) => {
+//!             println!("generation {} serves", handover.stats().child_generation);
+//!             // Stop accepting, drain, exit; `handover` is dropped last.
+//!         }
+//!         Err(e) => eprintln!("upgrade failed, serving on: {e}"),
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
-pub mod child;
-pub mod parent;
+pub(crate) mod child;
+pub(crate) mod parent;
 
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::listener::Listeners;
 
 pub use crate::sys::Exit;
 
@@ -202,5 +232,70 @@ mod tests {
         let err = resolve_binary(Path::new("./definitely-not-here"), &cwd).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert!(resolve_binary(Path::new("no-such-grace-binary"), &cwd).is_err());
+    }
+}
+
+/// A new generation that is serving: what [`start`] returns. Keep it until
+/// this process exits: the child learns that its parent is gone from the end
+/// of the readiness socket this holds, and refuses to upgrade again before.
+#[derive(Debug)]
+pub struct Handover {
+    stats: UpgradeStats,
+    _link: OwnedFd,
+}
+
+impl Handover {
+    /// The new generation and how long it took to be ready.
+    pub fn stats(&self) -> &UpgradeStats {
+        &self.stats
+    }
+}
+
+/// Starts a new generation of this binary on `listeners` and waits, up to
+/// `timeout`, for it to say it is ready ([`ready`]): the upgrade layer alone.
+/// On success stop accepting, drain and exit; on failure (the error says
+/// why) the child was killed and reaped, and this process serves on.
+///
+/// [`crate::Server`] does this for you on SIGUSR2/SIGHUP, with one upgrade
+/// at a time, probation and rollback.
+pub fn start(listeners: &Listeners, timeout: Duration) -> Result<Handover, UpgradeError> {
+    let started = Instant::now();
+    let fds: Vec<(RawFd, String)> = listeners
+        .iter()
+        .map(|l| (l.as_raw_fd(), l.name().to_string()))
+        .collect();
+    // Nothing aborts this upgrade but its timeout.
+    let never = crate::sys::eventfd().map_err(UpgradeError::Prepare)?;
+    let req = parent::Request {
+        fds: &fds,
+        generation: crate::listener::generation(),
+        timeout,
+        started,
+        abort_fd: never.as_raw_fd(),
+    };
+    parent::upgrade(&req).map(|(stats, link)| Handover { stats, _link: link })
+}
+
+/// Tells a grace parent that this process is serving: call it once the
+/// listeners are open and accepting. Returns false (and does nothing) if
+/// this process was not started by an upgrade. [`crate::Server`] calls it
+/// for you.
+pub fn ready() -> io::Result<bool> {
+    let fd = crate::listener::inherited()
+        .lock()
+        .map_err(|_| io::Error::other("inherited state poisoned"))?
+        .ready_fd
+        .take();
+    match fd {
+        Some(fd) => {
+            crate::notify::send(&format!("MAINPID={}\nREADY=1", crate::sys::getpid()));
+            child::announce_ready(&fd)?;
+            // Kept open for the life of the process: the parent's exit
+            // closes the other end.
+            static LINK: OnceLock<OwnedFd> = OnceLock::new();
+            let _ = LINK.set(fd);
+            Ok(true)
+        }
+        None => Ok(false),
     }
 }

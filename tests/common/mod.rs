@@ -9,11 +9,40 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Once};
+use std::sync::{Arc, Condvar, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
-pub const HELLO: &str = env!("CARGO_BIN_EXE_grace-hello");
-pub const ECHO: &str = env!("CARGO_BIN_EXE_grace-echo");
+/// The HTTP demo (`examples/hello.rs`), as `cargo test` builds it.
+pub fn hello() -> &'static str {
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| example("hello"))
+}
+
+/// The line echo demo (`examples/echo.rs`), as `cargo test` builds it.
+pub fn echo() -> &'static str {
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| example("echo"))
+}
+
+/// The path of example `name`: `cargo test` builds every example beside the
+/// test binaries (`target/<profile>/examples/`, the test being in
+/// `target/<profile>/deps/`). The demos are examples rather than `[[bin]]`s
+/// so that `cargo install grace` installs nothing.
+fn example(name: &str) -> String {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: the demos are examples, built by a plain `cargo test` \
+         (or `cargo build --examples` before `cargo test --test ...`)",
+        path.display()
+    );
+    path.to_str().expect("a UTF-8 path").to_string()
+}
 
 /// Makes the test process a child subreaper, once: PID 1 on these machines
 /// does not reap orphans, so every generation is reparented to us and we
@@ -247,7 +276,7 @@ pub fn spawn_logged(cmd: &mut Command) -> (Child, Log) {
 impl Server {
     /// Starts the HTTP demo on 127.0.0.1:0 with extra `args`.
     pub fn start(args: &[&str]) -> Server {
-        Server::start_bin(HELLO, args)
+        Server::start_bin(hello(), args)
     }
 
     pub fn start_bin(bin: &str, args: &[&str]) -> Server {
@@ -683,8 +712,11 @@ pub fn restart(s: &mut Server, old: u32, old_gen: u64) -> u32 {
 /// Binds an in-process `grace::Server` (default config, no signal handlers)
 /// on 127.0.0.1:0 and returns it with its address.
 pub fn bind_in_process() -> (grace::Server, SocketAddr) {
-    let server =
-        grace::Server::bind(grace::Config::default(), &["127.0.0.1:0".parse().unwrap()]).unwrap();
+    let server = grace::Server::bind(
+        grace::ServerConfig::default(),
+        &["127.0.0.1:0".parse().unwrap()],
+    )
+    .unwrap();
     let addr = match &server.local_addrs()[0] {
         grace::ListenAddr::Tcp(a) => *a,
         other => panic!("{other}"),
@@ -838,4 +870,15 @@ pub fn accepted_by(log: &Log, port: u16) -> Option<u32> {
         .rev()
         .find(|l| l.contains(&needle))
         .and_then(|l| l.split('[').nth(1)?.split(']').next()?.parse().ok())
+}
+
+/// True while `pid` runs: it exists and is not a zombie waiting to be reaped.
+pub fn process_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let state = s.rsplit_once(')')?.1.split_whitespace().next()?.to_string();
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
 }

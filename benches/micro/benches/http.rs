@@ -1,7 +1,7 @@
 //! criterion micro-benchmarks of grace's HTTP/1.1 parsing:
 //!
 //! - `parse_head`: parsing and validating a request head (a typical browser
-//!   GET, and a small curl GET), with the default `http::Config`;
+//!   GET, and a small curl GET), with the default `http::HttpConfig`;
 //! - `chunked_decode`: `ChunkedDecoder` on a 64 KiB body sent as 16 chunks of
 //!   4 KiB, decoded into a 16 KiB buffer (as a connection's read loop does).
 //!
@@ -11,7 +11,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use grace::http::{parse_head, ChunkedDecoder, Config};
+use grace::http1::{parse_head, ChunkedDecoder, HttpConfig};
 
 const BROWSER_GET: &[u8] = b"GET /articles/2024/zero-downtime-restarts?ref=front&utm_source=feed HTTP/1.1\r\n\
 Host: www.example.com\r\n\
@@ -36,7 +36,7 @@ const CURL_GET: &[u8] =
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
 
 fn bench_parse_head(c: &mut Criterion) {
-    let cfg = Config::default();
+    let cfg = HttpConfig::default();
     let mut g = c.benchmark_group("parse_head");
     for (name, head) in [("browser_get", BROWSER_GET), ("curl_get", CURL_GET)] {
         // Check once that the head parses whole, outside the timing.
@@ -68,7 +68,7 @@ fn chunked_body(total: usize, chunk: usize) -> Vec<u8> {
     v
 }
 
-fn decode_all(input: &[u8], out: &mut [u8], cfg: &Config) -> u64 {
+fn decode_all(input: &[u8], out: &mut [u8], cfg: &HttpConfig) -> u64 {
     let mut d = ChunkedDecoder::from_config(cfg);
     let mut pos = 0;
     while !d.is_done() {
@@ -80,7 +80,7 @@ fn decode_all(input: &[u8], out: &mut [u8], cfg: &Config) -> u64 {
 }
 
 fn bench_chunked(c: &mut Criterion) {
-    let cfg = Config::default();
+    let cfg = HttpConfig::default();
     let body = chunked_body(64 * 1024, 4 * 1024);
     let mut out = vec![0u8; 16 * 1024];
     assert_eq!(decode_all(&body, &mut out, &cfg), 64 * 1024);

@@ -13,12 +13,12 @@
 //!   input, or the same error class (`Invalid` / `TooLarge`), or both still
 //!   waiting for input with the same bytes decoded so far.
 
-use grace::http::{BodyError, ChunkedDecoder, Config};
+use grace::http1::{BodyError, ChunkedDecoder, HttpConfig};
 
 use super::{alloc, alloc_bound, show, small_config};
 
 /// Limits: 4 KiB body, 64-byte size lines, 512 bytes of trailers.
-pub fn config() -> Config {
+pub fn config() -> HttpConfig {
     small_config(512, 16, 256, 4096)
 }
 
@@ -51,7 +51,7 @@ pub fn out_size(b: u8) -> usize {
 
 /// Decodes `input`, handing it over in pieces (`pieces` cycled; an empty
 /// slice hands it over whole) with an output buffer of `out_len` bytes.
-pub fn decode(cfg: &Config, input: &[u8], pieces: &[usize], out_len: usize) -> End {
+pub fn decode(cfg: &HttpConfig, input: &[u8], pieces: &[usize], out_len: usize) -> End {
     let mut dec = ChunkedDecoder::from_config(cfg);
     let mut out = Vec::new();
     let mut buf: Vec<u8> = Vec::new();

@@ -32,8 +32,8 @@
 use std::io::{Cursor, Read};
 use std::sync::Mutex;
 
-use grace::http::{
-    serve_connection, BodyError, Config, ConnStats, Handler, Idle, MemTransport, RequestBody,
+use grace::http1::{
+    serve_connection, BodyError, ConnStats, Handler, HttpConfig, Idle, MemTransport, RequestBody,
     ResponseBody,
 };
 use http::header::{self, HeaderMap, HeaderValue};
@@ -43,7 +43,7 @@ use super::{alloc, alloc_bound, has_token, show, small_config, trim, CONN_REJECT
 
 /// Small limits: 1 KiB heads, 16 fields, 2 KiB bodies, 64-byte chunk lines,
 /// 512 bytes of unread body discarded.
-pub fn config() -> Config {
+pub fn config() -> HttpConfig {
     small_config(1024, 16, 256, 2048)
 }
 
@@ -181,7 +181,7 @@ pub struct FuzzHandler {
 }
 
 impl FuzzHandler {
-    pub fn new(cfg: &Config) -> Self {
+    pub fn new(cfg: &HttpConfig) -> Self {
         FuzzHandler {
             max_body: cfg.max_body_bytes,
             calls: Mutex::new(Vec::new()),

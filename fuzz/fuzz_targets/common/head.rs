@@ -20,7 +20,7 @@
 //!   accepts identically, and whatever the large one rejects, the small one
 //!   rejects too.
 
-use grace::http::{parse_head, Config, Framing, Head, HttpError};
+use grace::http1::{parse_head, Framing, Head, HttpConfig, HttpError};
 use http::header::{self, HeaderMap};
 use http::Version;
 
@@ -29,18 +29,18 @@ use super::{alloc, has_token, show, small_config, trim, HEAD_REJECT};
 type Parsed = Result<Option<(Head, usize)>, HttpError>;
 
 /// Small limits: a few hundred bytes of input reach every one of them.
-pub fn small() -> Config {
+pub fn small() -> HttpConfig {
     small_config(1024, 16, 256, 4096)
 }
 
 /// Large limits, with more header slots than `parse_head` keeps on the stack.
-pub fn large() -> Config {
+pub fn large() -> HttpConfig {
     small_config(16 * 1024, 120, 8 * 1024, 1 << 20)
 }
 
 /// `parse_head` never handles a body: its bound is the head limit (four
 /// times over), its header slots and the fixed slack.
-pub fn alloc_bound(cfg: &Config) -> usize {
+pub fn alloc_bound(cfg: &HttpConfig) -> usize {
     4 * cfg.max_head_bytes + 64 * cfg.max_headers + super::ALLOC_SLACK
 }
 
@@ -86,7 +86,7 @@ pub fn check(data: &[u8]) {
 }
 
 /// One parse, measured, with the properties of a single result.
-fn parse_checked(data: &[u8], cfg: &Config) -> Parsed {
+fn parse_checked(data: &[u8], cfg: &HttpConfig) -> Parsed {
     let (r, stats) = alloc::measure(|| parse_head(data, cfg));
     alloc::assert_within(stats, alloc_bound(cfg), "parse_head");
     match &r {
@@ -137,7 +137,7 @@ fn values<'h>(headers: &'h HeaderMap, name: &header::HeaderName) -> Vec<&'h [u8]
 }
 
 /// A parsed head agrees with the limits and with its own bytes.
-fn check_head(data: &[u8], cfg: &Config, h: &Head, n: usize) {
+fn check_head(data: &[u8], cfg: &HttpConfig, h: &Head, n: usize) {
     let ctx = || show(data);
     assert!(n > 0 && n <= data.len(), "head length {n} of {}", ctx());
     assert!(
@@ -305,7 +305,7 @@ fn assert_same(a: &Head, b: &Head, data: &[u8]) {
 }
 
 /// The head alone parses the same, and its prefixes need more bytes.
-fn check_prefixes(data: &[u8], cfg: &Config, h: &Head, n: usize) {
+fn check_prefixes(data: &[u8], cfg: &HttpConfig, h: &Head, n: usize) {
     if n < data.len() {
         match parse_head(&data[..n], cfg) {
             Ok(Some((h2, n2))) => {

@@ -22,7 +22,7 @@ pub mod chunked;
 pub mod conn;
 pub mod head;
 
-use grace::http::Config;
+use grace::http1::HttpConfig;
 use std::time::Duration;
 
 /// Slack for the allocation bound, for fixed-size buffers that do not depend
@@ -32,7 +32,7 @@ pub const ALLOC_SLACK: usize = 64 * 1024;
 
 /// The allocation bound derived from a config: no single allocation (and no
 /// peak of live bytes) may go over it, whatever the input's size.
-pub fn alloc_bound(cfg: &Config) -> usize {
+pub fn alloc_bound(cfg: &HttpConfig) -> usize {
     let body = usize::try_from(cfg.max_body_bytes).unwrap_or(usize::MAX);
     4usize
         .saturating_mul(cfg.max_head_bytes.max(body))
@@ -52,21 +52,21 @@ pub fn small_config(
     max_headers: usize,
     max_target_len: usize,
     max_body_bytes: u64,
-) -> Config {
-    Config {
-        max_head_bytes,
-        max_headers,
-        max_target_len,
-        max_body_bytes,
-        max_chunk_ext_len: 64,
-        discard_body_limit: 512,
-        head_timeout: MEM_TIMEOUT,
-        idle_timeout: MEM_TIMEOUT,
-        body_timeout: MEM_TIMEOUT,
-        write_timeout: MEM_TIMEOUT,
-        drain_grace: Duration::from_millis(1),
-        linger_timeout: Duration::from_millis(1),
-    }
+) -> HttpConfig {
+    let mut c = HttpConfig::default();
+    c.max_head_bytes = max_head_bytes;
+    c.max_headers = max_headers;
+    c.max_target_len = max_target_len;
+    c.max_body_bytes = max_body_bytes;
+    c.max_chunk_ext_len = 64;
+    c.discard_body_limit = 512;
+    c.head_timeout = MEM_TIMEOUT;
+    c.idle_timeout = MEM_TIMEOUT;
+    c.body_timeout = MEM_TIMEOUT;
+    c.write_timeout = MEM_TIMEOUT;
+    c.drain_grace = Duration::from_millis(1);
+    c.linger_timeout = Duration::from_millis(1);
+    c
 }
 
 /// Statuses `parse_head` may reject a head with (BRIEF §4).

@@ -9,7 +9,7 @@
 //! - upgrading: the upgrade thread forks, execs and waits for the ready byte
 //!   (`upgrade::parent::upgrade`); `upgrade_done` takes its result. A
 //!   failure: serving again, with the verdict "failed".
-//! - probation (`Config::probation` > 0): the child is ready; this process
+//! - probation (`ServerConfig::probation` > 0): the child is ready; this process
 //!   stops accepting and drains (`begin_drain`) but keeps its listener fds.
 //!   A watcher thread waits for end-of-file on the child's readiness socket.
 //!   If it comes first, `roll_back`: accept again on the same sockets, end
@@ -33,7 +33,7 @@ mod upgrade;
 
 use super::handle::{Outcome, StopReason};
 use super::message::{Control, Hook, UpgradeReply};
-use super::{Config, Dispatch, Resume};
+use super::{Dispatch, Resume, ServerConfig};
 use crate::accept::Waker;
 use crate::control::Gate;
 use crate::drain::Tracker;
@@ -70,7 +70,7 @@ struct LastUpgrade {
 
 pub(crate) struct ControlLoop<'a> {
     pid: u32,
-    cfg: &'a Config,
+    cfg: &'a ServerConfig,
     tracker: &'a Arc<Tracker>,
     tx: &'a Sender<Control>,
     p: Parts,
@@ -96,7 +96,7 @@ pub(crate) struct ControlLoop<'a> {
 
 impl<'a> ControlLoop<'a> {
     pub(crate) fn new(
-        cfg: &'a Config,
+        cfg: &'a ServerConfig,
         tracker: &'a Arc<Tracker>,
         tx: &'a Sender<Control>,
         p: Parts,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 
-use crate::http::{
-    handler_fn, serve_connection, Config, ConnStats, Handler, MemTransport, RequestBody,
+use crate::http1::{
+    handler_fn, serve_connection, ConnStats, Handler, HttpConfig, MemTransport, RequestBody,
     ResponseBody,
 };
 
@@ -109,7 +109,7 @@ pub(super) fn hello(_req: Request<RequestBody<'_>>) -> Response<ResponseBody> {
 pub(super) fn serve_with<H: Handler>(
     t: MemTransport,
     h: &H,
-    cfg: &Config,
+    cfg: &HttpConfig,
 ) -> (MemTransport, ConnStats) {
     let mut t = t;
     let stats = serve_connection(&mut t, h, cfg);
@@ -119,7 +119,7 @@ pub(super) fn serve_with<H: Handler>(
 }
 
 pub(super) fn serve(input: &str) -> (MemTransport, ConnStats) {
-    serve_with(MemTransport::new(input), &echo, &Config::default())
+    serve_with(MemTransport::new(input), &echo, &HttpConfig::default())
 }
 
 pub(super) const GET: &str = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -130,7 +130,7 @@ fn closure_handler() {
     let stats = serve_connection(
         &mut t,
         &|_req: http::Request<RequestBody>| http::Response::new(ResponseBody::from("hello\n")),
-        &Config::default(),
+        &HttpConfig::default(),
     );
     assert_eq!(stats.requests, 1);
     let r = responses(&t.output);
@@ -146,11 +146,11 @@ fn closure_handler() {
             Response::new(ResponseBody::empty())
         })
     };
-    let (_t, _) = serve_with(MemTransport::new(GET), &h, &Config::default());
+    let (_t, _) = serve_with(MemTransport::new(GET), &h, &HttpConfig::default());
     assert_eq!(hits.load(Ordering::Relaxed), 1);
     // And as a trait object.
     let dynh: Box<dyn Handler> = Box::new(hello);
     let mut t = MemTransport::new(GET);
-    serve_connection(&mut t, &*dynh, &Config::default());
+    serve_connection(&mut t, &*dynh, &HttpConfig::default());
     assert_eq!(responses(&t.output)[0].body, b"hello\n");
 }

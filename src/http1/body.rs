@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use http::StatusCode;
 
-use crate::http::head::Framing;
-use crate::http::{ChunkedDecoder, Config, Transport};
+use crate::http1::head::Framing;
+use crate::http1::{ChunkedDecoder, HttpConfig, Transport};
 
 /// Why reading a request body failed.
 ///
@@ -17,14 +17,15 @@ use crate::http::{ChunkedDecoder, Config, Transport};
 /// returns, answers with [`BodyError::status`] instead of the handler's
 /// response and closes the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BodyError {
     /// Malformed framing or a premature end of stream: 400.
     /// The [`io::Error`] kind is `InvalidData`.
     Invalid(&'static str),
-    /// The body is over [`Config::max_body_bytes`]: 413.
+    /// The body is over [`HttpConfig::max_body_bytes`]: 413.
     /// The [`io::Error`] kind is `Other`.
     TooLarge,
-    /// A read waited longer than [`Config::body_timeout`]: 408.
+    /// A read waited longer than [`HttpConfig::body_timeout`]: 408.
     /// The [`io::Error`] kind is `TimedOut`.
     TimedOut,
     /// The connection failed; nothing more can be sent on it.
@@ -163,7 +164,7 @@ enum Kind {
 }
 
 impl BodyState {
-    pub(crate) fn new(framing: Framing, expect_continue: bool, cfg: &Config) -> Self {
+    pub(crate) fn new(framing: Framing, expect_continue: bool, cfg: &HttpConfig) -> Self {
         let kind = match framing {
             Framing::None | Framing::Length(0) => Kind::Done,
             Framing::Length(n) => Kind::Length(n),
@@ -193,7 +194,7 @@ impl BodyState {
 /// A request body, streamed from the connection. Implements [`Read`].
 ///
 /// Bytes that arrived with the head are returned first, then the connection
-/// is read with [`Config::body_timeout`] per read. `read` returns `Ok(0)` at
+/// is read with [`HttpConfig::body_timeout`] per read. `read` returns `Ok(0)` at
 /// the end of the body. Errors carry a [`BodyError`].
 pub struct RequestBody<'a> {
     inner: Option<BodyIo<'a>>,
@@ -203,7 +204,7 @@ struct BodyIo<'a> {
     t: &'a mut dyn Transport,
     rbuf: &'a mut ReadBuf,
     st: &'a mut BodyState,
-    cfg: &'a Config,
+    cfg: &'a HttpConfig,
 }
 
 impl RequestBody<'static> {
@@ -218,7 +219,7 @@ impl<'a> RequestBody<'a> {
         t: &'a mut dyn Transport,
         rbuf: &'a mut ReadBuf,
         st: &'a mut BodyState,
-        cfg: &'a Config,
+        cfg: &'a HttpConfig,
     ) -> Self {
         RequestBody {
             inner: Some(BodyIo { t, rbuf, st, cfg }),
@@ -277,7 +278,7 @@ pub(crate) fn read_body(
     t: &mut dyn Transport,
     rbuf: &mut ReadBuf,
     st: &mut BodyState,
-    cfg: &Config,
+    cfg: &HttpConfig,
     out: &mut [u8],
 ) -> io::Result<usize> {
     if let Some(e) = st.error {
@@ -300,7 +301,7 @@ fn read_inner(
     t: &mut dyn Transport,
     rbuf: &mut ReadBuf,
     st: &mut BodyState,
-    cfg: &Config,
+    cfg: &HttpConfig,
     out: &mut [u8],
 ) -> Result<usize, BodyError> {
     if st.continue_pending {

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use http::{Method, Request, StatusCode, Version};
 
-use crate::http::body::{read_body, BodyState, ReadBuf};
-use crate::http::head::{parse_head, Head, HttpError};
-use crate::http::{Config, ConnStats, Handler, Idle, RequestBody, Transport};
+use crate::http1::body::{read_body, BodyState, ReadBuf};
+use crate::http1::head::{parse_head, Head, HttpError};
+use crate::http1::{ConnStats, Handler, HttpConfig, Idle, RequestBody, Transport};
 
 mod write;
 
@@ -28,13 +28,13 @@ const ERROR_CONTENT_TYPE: &[u8] = b"Content-Type: text/plain; charset=utf-8\r\n"
 /// closes.
 ///
 /// The caller should call this right after accepting: a new connection must
-/// send its first head within [`Config::head_timeout`] of the call. A
+/// send its first head within [`HttpConfig::head_timeout`] of the call. A
 /// transport whose [`Transport::wait_idle`] returns [`Idle::Park`] is closed
 /// at that point: only the server's own runner can park a connection.
 pub fn serve_connection<T: Transport, H: Handler + ?Sized>(
     t: &mut T,
     handler: &H,
-    cfg: &Config,
+    cfg: &HttpConfig,
 ) -> ConnStats {
     let mut session = Session::new();
     if let Step::Park = serve_ready(t, handler, cfg, &mut session) {
@@ -67,7 +67,7 @@ impl Session {
 
     /// When a parked connection that has sent nothing must be closed: the
     /// first head's deadline for a new connection, else the idle timeout.
-    pub(crate) fn idle_deadline(&self, cfg: &Config, now: Instant) -> Instant {
+    pub(crate) fn idle_deadline(&self, cfg: &HttpConfig, now: Instant) -> Instant {
         if self.first {
             self.accepted + cfg.head_timeout
         } else {
@@ -101,7 +101,7 @@ thread_local! {
 pub(crate) fn serve_ready<T: Transport, H: Handler + ?Sized>(
     t: &mut T,
     handler: &H,
-    cfg: &Config,
+    cfg: &HttpConfig,
     session: &mut Session,
 ) -> Step {
     let max_buf = cfg
@@ -158,7 +158,7 @@ pub(crate) fn serve_ready<T: Transport, H: Handler + ?Sized>(
 
 struct Conn<'c> {
     t: &'c mut dyn Transport,
-    cfg: &'c Config,
+    cfg: &'c HttpConfig,
     rbuf: ReadBuf,
     /// Response heads (and small bodies) are serialized here.
     wbuf: Vec<u8>,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 
-use crate::http::{Config, Idle, MemTransport, RequestBody, ResponseBody};
+use crate::http1::{HttpConfig, Idle, MemTransport, RequestBody, ResponseBody};
 
 /// Yields its pieces one per read, optionally sleeping first.
 struct Pieces(Vec<&'static [u8]>, Duration);
@@ -32,7 +32,7 @@ fn keep_alive_three_requests() {
     ];
     let sizes = reqs.iter().map(|r| r.len()).collect();
     let t = MemTransport::new(reqs.concat()).with_read_sizes(sizes);
-    let (t, stats) = serve_with(t, &echo, &Config::default());
+    let (t, stats) = serve_with(t, &echo, &HttpConfig::default());
     assert_eq!(stats.requests, 3);
     assert_eq!(stats.last_error, None);
     let r = responses(&t.output);
@@ -103,7 +103,7 @@ fn post_bodies() {
     for input in [cl, chunked] {
         for sizes in [vec![], vec![1], vec![7, 3]] {
             let t = MemTransport::new(format!("{input}{GET}")).with_read_sizes(sizes.clone());
-            let (t, stats) = serve_with(t, &echo, &Config::default());
+            let (t, stats) = serve_with(t, &echo, &HttpConfig::default());
             assert_eq!(stats.requests, 2, "{sizes:?}");
             let r = responses(&t.output);
             assert_eq!(r[0].body, b"POST /e hello world", "{input:?} {sizes:?}");
@@ -124,15 +124,15 @@ fn expect_continue() {
     assert!(out.ends_with("POST / hi"));
 
     // The handler does not read: no 100, and the connection closes.
-    let (t, _) = serve_with(MemTransport::new(input), &hello, &Config::default());
+    let (t, _) = serve_with(MemTransport::new(input), &hello, &HttpConfig::default());
     let out = t.output_str();
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
     assert!(responses(&t.output)[0].closes());
 
     // Too large: 413 before the handler, no 100.
-    let cfg = Config {
+    let cfg = HttpConfig {
         max_body_bytes: 1,
-        ..Config::default()
+        ..HttpConfig::default()
     };
     let (t, stats) = serve_with(MemTransport::new(input), &echo, &cfg);
     assert_eq!(stats.requests, 0);
@@ -153,7 +153,7 @@ fn head_requests() {
     let (t, stats) = serve_with(
         MemTransport::new(format!("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n{GET}")),
         &hello,
-        &Config::default(),
+        &HttpConfig::default(),
     );
     assert_eq!(stats.requests, 2);
     let out = t.output_str();
@@ -172,7 +172,7 @@ fn head_requests() {
     let (t, _) = serve_with(
         MemTransport::new("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"),
         &h,
-        &Config::default(),
+        &HttpConfig::default(),
     );
     let out = t.output_str();
     assert!(out.contains("Transfer-Encoding: chunked\r\n"));
@@ -190,7 +190,7 @@ fn streamed_response() {
     let (t, stats) = serve_with(
         MemTransport::new(format!("{GET}{GET}")),
         &h,
-        &Config::default(),
+        &HttpConfig::default(),
     );
     assert_eq!(stats.requests, 2);
     let out = t.output_str();
@@ -205,7 +205,7 @@ fn streamed_response() {
     let (t, stats) = serve_with(
         MemTransport::new("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.0\r\n\r\n"),
         &h,
-        &Config::default(),
+        &HttpConfig::default(),
     );
     assert_eq!(stats.requests, 1);
     let out = t.output_str();
@@ -231,7 +231,7 @@ fn failing_stream_closes() {
     let (t, stats) = serve_with(
         MemTransport::new(format!("{GET}{GET}")),
         &h,
-        &Config::default(),
+        &HttpConfig::default(),
     );
     assert_eq!(stats.requests, 1);
     let out = t.output_str();
@@ -243,7 +243,7 @@ fn failing_stream_closes() {
 fn idle_ends() {
     // Nothing ever sent and a timeout: closed silently.
     let t = MemTransport::new("").with_timeout_at_end();
-    let (t, stats) = serve_with(t, &echo, &Config::default());
+    let (t, stats) = serve_with(t, &echo, &HttpConfig::default());
     assert!(t.output.is_empty());
     assert_eq!(stats.requests, 0);
     // EOF mid-head: closed silently.
@@ -259,14 +259,14 @@ fn drain_while_idle() {
     let t = MemTransport::new(format!("{GET}{GET}"))
         .with_read_sizes(vec![GET.len()])
         .with_idle_script(vec![Idle::Data, Idle::Drain]);
-    let (t, stats) = serve_with(t, &echo, &Config::default());
+    let (t, stats) = serve_with(t, &echo, &HttpConfig::default());
     assert_eq!(stats.requests, 2);
     let r = responses(&t.output);
     assert!(!r[0].closes());
     assert!(r[1].closes());
     // Drain and nothing comes: closed without a response.
     let t = MemTransport::new(GET).with_idle_script(vec![Idle::Data, Idle::Drain, Idle::TimedOut]);
-    let (t, stats) = serve_with(t, &echo, &Config::default());
+    let (t, stats) = serve_with(t, &echo, &HttpConfig::default());
     assert_eq!(stats.requests, 1);
     assert_eq!(responses(&t.output).len(), 1);
     assert!(t.lingered);
@@ -274,7 +274,7 @@ fn drain_while_idle() {
     let h = |_req: Request<RequestBody>| Response::new(ResponseBody::from("x"));
     let mut t = MemTransport::new(format!("{GET}{GET}"));
     t.draining = true;
-    let (t, stats) = serve_with(t, &h, &Config::default());
+    let (t, stats) = serve_with(t, &h, &HttpConfig::default());
     assert_eq!(stats.requests, 1);
     assert!(responses(&t.output)[0].closes());
 }
@@ -287,16 +287,16 @@ fn unread_bodies() {
         "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     for input in [cl, ch] {
         let t = MemTransport::new(format!("{input}{GET}")).with_read_sizes(vec![40, 3]);
-        let (t, stats) = serve_with(t, &hello, &Config::default());
+        let (t, stats) = serve_with(t, &hello, &HttpConfig::default());
         assert_eq!(stats.requests, 2, "{input:?}");
         let r = responses(&t.output);
         assert_eq!(r.len(), 2);
         assert!(!r[0].closes());
     }
     // Too big to drain: close after the response.
-    let cfg = Config {
+    let cfg = HttpConfig {
         discard_body_limit: 4,
-        ..Config::default()
+        ..HttpConfig::default()
     };
     for input in [cl, ch] {
         let (t, stats) = serve_with(MemTransport::new(format!("{input}{GET}")), &hello, &cfg);
@@ -313,7 +313,7 @@ fn unread_bodies() {
 fn large_fixed_body_is_vectored() {
     let big = vec![b'z'; 100_000];
     let h = move |_req: Request<RequestBody>| Response::new(ResponseBody::from(big.clone()));
-    let (t, _) = serve_with(MemTransport::new(GET), &h, &Config::default());
+    let (t, _) = serve_with(MemTransport::new(GET), &h, &HttpConfig::default());
     assert_eq!(t.writes, 1);
     let r = responses(&t.output);
     assert_eq!(r[0].body.len(), 100_000);

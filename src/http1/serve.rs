@@ -4,15 +4,15 @@
 use std::time::{Duration, Instant};
 
 use crate::conn::Conn;
-use crate::http::conn::{serve_ready, Session, Step};
-use crate::http::{Config, Handler};
+use crate::http1::conn::{serve_ready, Session, Step};
+use crate::http1::{Handler, HttpConfig};
 use crate::protocol::{Protocol, Served};
 use crate::server::{Outcome, Server};
 
 /// HTTP/1.1 with a handler and its settings, parked between requests.
 pub(crate) struct Http1<H> {
     pub(crate) handler: H,
-    pub(crate) cfg: Config,
+    pub(crate) cfg: HttpConfig,
 }
 
 impl<H: Handler> Protocol for Http1<H> {
@@ -51,7 +51,7 @@ impl Server {
     /// per request: between requests a connection is parked with the idle
     /// poller, so idle keep-alive connections hold no threads (see
     /// [`Server::serve_parked`]).
-    pub fn serve_http<H: Handler>(self, handler: H, http: Config) -> std::io::Result<Outcome> {
+    pub fn serve_http<H: Handler>(self, handler: H, http: HttpConfig) -> std::io::Result<Outcome> {
         self.serve_parked(Http1 { handler, cfg: http })
     }
 }
@@ -64,7 +64,7 @@ mod tests {
     use super::*;
     use crate::conn::Parking;
     use crate::drain::Tracker;
-    use crate::http::{RequestBody, ResponseBody};
+    use crate::http1::{RequestBody, ResponseBody};
 
     #[test]
     fn a_hand_off_with_nothing_to_read_parks_again_instead_of_waiting() {
@@ -75,7 +75,7 @@ mod tests {
             handler: |_req: http::Request<RequestBody<'_>>| {
                 http::Response::new(ResponseBody::from("hi\n"))
             },
-            cfg: Config::default(),
+            cfg: HttpConfig::default(),
         };
         let tracker = Tracker::new().unwrap();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();

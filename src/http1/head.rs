@@ -6,13 +6,14 @@ use std::mem::MaybeUninit;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri, Version};
 
-use crate::http::Config;
+use crate::http1::HttpConfig;
 
 /// Header slots on the stack; a larger `max_headers` uses a heap buffer.
 const STACK_HEADERS: usize = 100;
 
 /// A request head that was rejected, with the status to answer it with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HttpError {
     /// Status of the error response (400, 408, 413, 414, 417, 431, 501, 505).
     pub status: StatusCode,
@@ -51,6 +52,7 @@ pub enum Framing {
 
 /// A parsed and validated request head.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Head {
     /// Request method.
     pub method: Method,
@@ -75,7 +77,7 @@ pub struct Head {
 /// Returns `Ok(None)` when more bytes are needed (the caller enforces the
 /// head timeout), `Ok(Some((head, len)))` with the head's length in bytes, or
 /// the error status to answer with.
-pub fn parse_head(buf: &[u8], cfg: &Config) -> Result<Option<(Head, usize)>, HttpError> {
+pub fn parse_head(buf: &[u8], cfg: &HttpConfig) -> Result<Option<(Head, usize)>, HttpError> {
     if cfg.max_headers <= STACK_HEADERS {
         let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_HEADERS];
         parse_with(buf, cfg, &mut slots[..cfg.max_headers])
@@ -87,7 +89,7 @@ pub fn parse_head(buf: &[u8], cfg: &Config) -> Result<Option<(Head, usize)>, Htt
 
 fn parse_with<'b>(
     buf: &'b [u8],
-    cfg: &Config,
+    cfg: &HttpConfig,
     slots: &mut [MaybeUninit<httparse::Header<'b>>],
 ) -> Result<Option<(Head, usize)>, HttpError> {
     let mut req = httparse::Request::new(&mut []);
@@ -372,7 +374,7 @@ fn is_other_version(line: &[u8]) -> bool {
 }
 
 /// Limits on a head that is not complete yet.
-fn check_partial(buf: &[u8], cfg: &Config) -> Result<(), HttpError> {
+fn check_partial(buf: &[u8], cfg: &HttpConfig) -> Result<(), HttpError> {
     let start = buf
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')

@@ -3,7 +3,7 @@
 //! The per-connection HTTP loop never touches a socket directly: it goes through
 //! [`Transport`]. It is implemented here on the server's connection socket
 //! ([`crate::conn::Conn`]), and on memory for tests and fuzz targets
-//! ([`crate::http::mem::MemTransport`]).
+//! ([`crate::http1::mem::MemTransport`]).
 
 use std::io;
 use std::time::Instant;

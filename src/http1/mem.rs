@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::http::transport::{Idle, Transport};
+use crate::http1::transport::{Idle, Transport};
 
 /// A [`Transport`] over memory: reads come from a fixed input, writes are
 /// captured in [`output`](Self::output). It never blocks (apart from an

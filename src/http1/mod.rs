@@ -40,9 +40,10 @@ pub use mem::MemTransport;
 pub use response::ResponseBody;
 pub use transport::{Idle, Transport};
 
-/// Limits and timeouts. [`Config::default`] gives the production defaults.
+/// Limits and timeouts. [`HttpConfig::default`] gives the production defaults.
 #[derive(Clone, Debug)]
-pub struct Config {
+#[non_exhaustive]
+pub struct HttpConfig {
     /// Largest request head (request line and header fields), in bytes; also
     /// bounds the trailer section of a chunked body. Over it: 431.
     pub max_head_bytes: usize,
@@ -74,9 +75,9 @@ pub struct Config {
     pub linger_timeout: Duration,
 }
 
-impl Default for Config {
+impl Default for HttpConfig {
     fn default() -> Self {
-        Config {
+        HttpConfig {
             max_head_bytes: 16 * 1024,
             max_headers: 100,
             max_target_len: 8 * 1024,
@@ -125,6 +126,7 @@ where
 
 /// What happened on a connection, for logs and tests.
 #[derive(Debug, Default, Clone)]
+#[non_exhaustive]
 pub struct ConnStats {
     /// Requests whose head was valid and that were handed to the handler.
     pub requests: u64,

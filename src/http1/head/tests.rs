@@ -3,7 +3,7 @@
 use super::*;
 
 fn parse(s: &str) -> Result<Option<(Head, usize)>, HttpError> {
-    parse_head(s.as_bytes(), &Config::default())
+    parse_head(s.as_bytes(), &HttpConfig::default())
 }
 
 fn status(s: &str) -> u16 {
@@ -48,9 +48,9 @@ fn content_length_syntax() {
     let req = |cl: &str| format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {cl}\r\n\r\n");
     for ok in ["5", "0", "18446744073709551615"] {
         let n = ok.parse::<u64>().unwrap();
-        let cfg = Config {
+        let cfg = HttpConfig {
             max_body_bytes: u64::MAX,
-            ..Config::default()
+            ..HttpConfig::default()
         };
         let (h, _) = parse_head(req(ok).as_bytes(), &cfg).unwrap().unwrap();
         let want = if n == 0 {
@@ -146,10 +146,10 @@ fn limits() {
         "b".repeat(17000)
     );
     assert_eq!(status(&big), 431);
-    let cfg = Config {
+    let cfg = HttpConfig {
         max_head_bytes: 200,
         max_target_len: 100,
-        ..Config::default()
+        ..HttpConfig::default()
     };
     // Incomplete request line over the head limit: 414.
     let e = parse_head(format!("{} ", "G".repeat(300)).as_bytes(), &cfg).unwrap_err();

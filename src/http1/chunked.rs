@@ -1,6 +1,6 @@
 //! The chunked transfer coding's decoder (RFC 9112 7.1).
 
-use crate::http::{BodyError, Config};
+use crate::http1::{BodyError, HttpConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
@@ -42,7 +42,7 @@ impl ChunkedDecoder {
     }
 
     /// A decoder with the limits of `cfg`.
-    pub fn from_config(cfg: &Config) -> Self {
+    pub fn from_config(cfg: &HttpConfig) -> Self {
         Self::new(
             cfg.max_body_bytes,
             cfg.max_chunk_ext_len,

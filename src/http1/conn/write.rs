@@ -8,10 +8,10 @@ use std::time::Instant;
 use http::{Response, StatusCode};
 
 use super::{Conn, Written, COPY_BODY_MAX, ERROR_CONTENT_TYPE, STREAM_BUF};
-use crate::http::response::{
+use crate::http1::response::{
     declared_length, hex, wants_close, write_head, ConnHeader, Framing, Inner,
 };
-use crate::http::ResponseBody;
+use crate::http1::ResponseBody;
 
 impl Conn<'_> {
     pub(super) fn write(&mut self, bufs: &[&[u8]]) -> io::Result<()> {

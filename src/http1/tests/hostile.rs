@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 
-use crate::http::{handler_fn, BodyError, Config, MemTransport, RequestBody, ResponseBody};
+use crate::http1::{handler_fn, BodyError, HttpConfig, MemTransport, RequestBody, ResponseBody};
 
 /// Each hostile head gets its status, `Connection: close`, a lingering
 /// close, and never reaches the handler.
@@ -111,7 +111,7 @@ fn hostile_heads() {
                 echo(req)
             })
         };
-        let (t, stats) = serve_with(MemTransport::new(input), &h, &Config::default());
+        let (t, stats) = serve_with(MemTransport::new(input), &h, &HttpConfig::default());
         let short = &input[..input.len().min(60)];
         let r = responses(&t.output);
         assert_eq!(r.len(), 1, "{short:?}");
@@ -164,9 +164,9 @@ fn hostile_bodies() {
     assert_eq!(responses(&t.output)[0].status, 400);
 
     // Decoded body over the limit.
-    let cfg = Config {
+    let cfg = HttpConfig {
         max_body_bytes: 4,
-        ..Config::default()
+        ..HttpConfig::default()
     };
     let input =
         "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n";
@@ -185,7 +185,7 @@ fn hostile_bodies() {
     // Body timeout: 408.
     let t = MemTransport::new("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
         .with_timeout_at_end();
-    let (t, stats) = serve_with(t, &echo, &Config::default());
+    let (t, stats) = serve_with(t, &echo, &HttpConfig::default());
     assert_eq!(responses(&t.output)[0].status, 408);
     assert_eq!(stats.last_error, Some(StatusCode::REQUEST_TIMEOUT));
 }
@@ -194,15 +194,15 @@ fn hostile_bodies() {
 fn dribbled_head() {
     let input = format!("POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok{GET}");
     let t = MemTransport::new(input).with_read_sizes(vec![1]);
-    let (t, stats) = serve_with(t, &echo, &Config::default());
+    let (t, stats) = serve_with(t, &echo, &HttpConfig::default());
     assert_eq!(stats.requests, 2);
     let r = responses(&t.output);
     assert_eq!(r[0].body, b"POST /d ok");
 
     // Dribbling past the head deadline: cut off with 408, never served.
-    let cfg = Config {
+    let cfg = HttpConfig {
         head_timeout: Duration::from_millis(30),
-        ..Config::default()
+        ..HttpConfig::default()
     };
     let t = MemTransport::new(GET)
         .with_read_sizes(vec![1])
@@ -214,7 +214,7 @@ fn dribbled_head() {
 
     // A silent peer mid-head: 408.
     let t = MemTransport::new("GET / HTTP/1.1\r\nHo").with_timeout_at_end();
-    let (t, _) = serve_with(t, &echo, &Config::default());
+    let (t, _) = serve_with(t, &echo, &HttpConfig::default());
     assert_eq!(responses(&t.output)[0].status, 408);
     assert!(t.lingered);
 }
@@ -225,7 +225,7 @@ fn handler_panic_is_500() {
     let (t, stats) = serve_with(
         MemTransport::new(format!("{GET}{GET}")),
         &h,
-        &Config::default(),
+        &HttpConfig::default(),
     );
     assert_eq!(stats.requests, 1);
     assert_eq!(stats.last_error, Some(StatusCode::INTERNAL_SERVER_ERROR));
@@ -259,7 +259,7 @@ fn server_owned_headers_and_statuses() {
     let input = "GET /204 HTTP/1.1\r\nHost: x\r\n\r\nGET /304 HTTP/1.1\r\nHost: x\r\n\r\n\
                  GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /close HTTP/1.1\r\nHost: x\r\n\r\n\
                  GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-    let (t, stats) = serve_with(MemTransport::new(input), &h, &Config::default());
+    let (t, stats) = serve_with(MemTransport::new(input), &h, &HttpConfig::default());
     assert_eq!(stats.requests, 4);
     let r = responses(&t.output);
     assert_eq!(r.len(), 4);
@@ -294,14 +294,14 @@ fn garbage_never_panics() {
         state ^= state << 17;
         (state % n as u64) as usize
     };
-    let cfg = Config {
+    let cfg = HttpConfig {
         max_head_bytes: 256,
         max_target_len: 64,
         max_headers: 8,
         max_body_bytes: 64,
         max_chunk_ext_len: 16,
         discard_body_limit: 8,
-        ..Config::default()
+        ..HttpConfig::default()
     };
     for _ in 0..3000 {
         let mut input = Vec::new();

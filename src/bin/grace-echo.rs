@@ -1,1 +1,0 @@
-include!("../../examples/echo.rs");

@@ -260,7 +260,10 @@ impl Conn {
             }
             Parking::Park => return Ok(Idle::Park),
         }
-        let drain_fd = self.reg.as_ref().map(|r| r.tracker().drain_fd());
+        let drain_fd = self
+            .reg
+            .as_ref()
+            .map(|r| r.tracker().drain_fd().as_raw_fd());
         loop {
             let watch_drain = !self.drain_seen && drain_fd.is_some();
             if watch_drain && self.draining() {

@@ -15,7 +15,7 @@
 //!    still registered (connection sockets are not shared, so `shutdown` is
 //!    right here), and the drain waits a bounded while for their threads.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -196,8 +196,20 @@ impl Tracker {
 
     /// The eventfd that becomes (and stays) readable when a drain starts.
     /// Idle connection threads poll it beside their socket.
-    pub fn drain_fd(&self) -> RawFd {
-        self.drain_fd.as_raw_fd()
+    pub fn drain_fd(&self) -> BorrowedFd<'_> {
+        self.drain_fd.as_fd()
+    }
+
+    /// Counts `stream` as a live connection until the returned [`Tracked`]
+    /// is dropped: the drain layer used alone, without [`crate::Server`].
+    /// A drain ([`Tracker::finish_drain`] or [`Tracker::force_close`]) can
+    /// then see it, wait for it and, after its timeout, shut it down.
+    pub fn track<S: Trackable>(self: &Arc<Self>, stream: S) -> Tracked<S> {
+        let reg = self.register(stream.as_fd().as_raw_fd());
+        Tracked {
+            reg: Some(reg),
+            stream: Some(stream),
+        }
     }
 
     pub(crate) fn register(self: &Arc<Self>, fd: RawFd) -> Registration {
@@ -436,6 +448,68 @@ impl Registration {
     }
 }
 
+/// Socket types a [`Tracker`] can track: std's own, which close their
+/// descriptor only when dropped (the registry keeps the descriptor's number
+/// until then, and a force close shuts it down).
+pub trait Trackable: AsFd + sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for std::net::TcpStream {}
+    impl Sealed for std::os::unix::net::UnixStream {}
+    impl Sealed for std::os::fd::OwnedFd {}
+}
+
+impl Trackable for std::net::TcpStream {}
+impl Trackable for std::os::unix::net::UnixStream {}
+impl Trackable for OwnedFd {}
+
+/// A connection counted by a [`Tracker`] (see [`Tracker::track`]); it
+/// derefs to the stream. Dropping it takes the connection off the count,
+/// then closes it.
+#[derive(Debug)]
+pub struct Tracked<S: Trackable> {
+    reg: Option<Registration>,
+    stream: Option<S>,
+}
+
+impl<S: Trackable> Tracked<S> {
+    /// Marks the connection busy (handling a request) or idle, for the
+    /// drain's counts and for [`Tracker::force_close`], which shuts down
+    /// busy and idle connections alike after the timeout.
+    pub fn set_state(&self, state: ConnState) {
+        if let Some(r) = &self.reg {
+            r.set_state(state);
+        }
+    }
+
+    /// True if a drain shut this connection down by force.
+    pub fn was_forced(&self) -> bool {
+        self.reg.as_ref().is_some_and(|r| r.was_forced())
+    }
+}
+
+impl<S: Trackable> std::ops::Deref for Tracked<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        self.stream.as_ref().expect("present until drop")
+    }
+}
+
+impl<S: Trackable> std::ops::DerefMut for Tracked<S> {
+    fn deref_mut(&mut self) -> &mut S {
+        self.stream.as_mut().expect("present until drop")
+    }
+}
+
+impl<S: Trackable> Drop for Tracked<S> {
+    fn drop(&mut self) {
+        // Off the registry first: a drain never touches a closed number.
+        self.reg.take();
+        self.stream.take();
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         self.tracker.deregister(self.id, &self.slot);
@@ -445,6 +519,31 @@ impl Drop for Registration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracked_streams_are_counted_drained_and_forced() {
+        use std::io::Read;
+        let t = Tracker::new().unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, _) = l.accept().unwrap();
+        let conn = t.track(server);
+        conn.set_state(ConnState::Busy);
+        assert_eq!((t.active(), t.busy()), (1, 1));
+        assert_eq!(t.start_drain(), (1, 1));
+        // Still busy at the deadline: shut down by force, which the peer
+        // sees as the end of the stream.
+        assert!(!t.wait_empty(Instant::now() + Duration::from_millis(20)));
+        assert_eq!(t.force_close(), 1);
+        assert!(conn.was_forced());
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(client.read(&mut buf).unwrap(), 0);
+        drop(conn);
+        assert!(t.wait_empty(Instant::now() + Duration::from_secs(10)));
+    }
 
     #[test]
     fn counts_and_waits() {

@@ -55,7 +55,7 @@ pub mod upgrade;
 
 pub use conn::Idle;
 pub use conn::{Conn, SockAddr};
-pub use drain::{ConnState, DrainStats, Tracker};
+pub use drain::{ConnState, DrainStats, Trackable, Tracked, Tracker};
 pub use holder::Supervise;
 pub use listener::{generation, ListenAddr, Listener, Listeners};
 pub use protocol::{Protocol, Served};

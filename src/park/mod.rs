@@ -124,7 +124,7 @@ impl<P: Protocol> ParkLot<P> {
         sys::epoll_ctl(
             epfd.as_raw_fd(),
             libc::EPOLL_CTL_ADD,
-            tracker.drain_fd(),
+            tracker.drain_fd().as_raw_fd(),
             (libc::EPOLLIN | libc::EPOLLONESHOT) as u32,
             DRAIN,
         )?;
@@ -194,7 +194,7 @@ impl<P: Protocol> ParkLot<P> {
         if let Err(e) = sys::epoll_ctl(
             self.epfd.as_raw_fd(),
             libc::EPOLL_CTL_MOD,
-            self.tracker.drain_fd(),
+            self.tracker.drain_fd().as_raw_fd(),
             (libc::EPOLLIN | libc::EPOLLONESHOT) as u32,
             DRAIN,
         ) {

@@ -48,12 +48,27 @@ fn all_answer(conns: &mut [BufReader<TcpStream>]) {
     }
 }
 
+/// The echo demo with `args`, and `n` connections it served once each and
+/// that are idle now.
+fn echo_with_idle(args: &[&str], n: usize) -> (Server, u32, Vec<BufReader<TcpStream>>) {
+    os::raise_nofile_limit().expect("RLIMIT_NOFILE");
+    let s = Server::start_bin(echo(), args);
+    let pid = s.first_pid();
+    let conns = served_idle(&s, n);
+    (s, pid, conns)
+}
+
+/// Every connection answers once more; then SIGTERM, and exit status 0.
+fn answer_and_stop(mut s: Server, pid: u32, mut conns: Vec<BufReader<TcpStream>>) {
+    all_answer(&mut conns);
+    drop(conns);
+    Server::signal(pid, libc::SIGTERM);
+    assert_eq!(s.wait_first(T), Some(0));
+}
+
 #[test]
 fn a_thousand_idle_echo_connections_hold_no_threads() {
-    os::raise_nofile_limit().expect("RLIMIT_NOFILE");
-    let mut s = Server::start_bin(echo(), &[]);
-    let pid = s.first_pid();
-    let mut conns = served_idle(&s, N);
+    let (s, pid, conns) = echo_with_idle(&[], N);
     // Every connection has been answered and sends nothing now. The server
     // has its fixed threads (main, accept, signals, idle poller, ...) and
     // the workers that served the burst, which go back to the pool: far
@@ -65,30 +80,21 @@ fn a_thousand_idle_echo_connections_hold_no_threads() {
         "{threads} threads for {N} idle connections: idle connections hold threads"
     );
     assert!(proc_entries(pid, "fd") > N, "the connections are open");
-    all_answer(&mut conns);
-    drop(conns);
-    Server::signal(pid, libc::SIGTERM);
-    assert_eq!(s.wait_first(T), Some(0));
+    answer_and_stop(s, pid, conns);
 }
 
 #[test]
 fn per_connection_threads_hold_one_thread_per_connection() {
     // The contrast, and the other shape working: one thread per connection
     // for its whole life, waiting in `poll` while idle.
-    os::raise_nofile_limit().expect("RLIMIT_NOFILE");
     let n = 200;
-    let mut s = Server::start_bin(echo(), &["--threads", "per-connection"]);
-    let pid = s.first_pid();
-    let mut conns = served_idle(&s, n);
+    let (s, pid, conns) = echo_with_idle(&["--threads", "per-connection"], n);
     let threads = wait_for("a thread per connection", T, || {
         let t = proc_entries(pid, "task");
         (t >= n).then_some(t)
     });
     eprintln!("{n} idle echo connections, per-connection threads: {threads} threads");
-    all_answer(&mut conns);
-    drop(conns);
-    Server::signal(pid, libc::SIGTERM);
-    assert_eq!(s.wait_first(T), Some(0));
+    answer_and_stop(s, pid, conns);
 }
 
 #[test]

@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 
 use crate::sys;
 
+mod tracked;
+
+pub use tracked::{Trackable, Tracked};
+
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -448,68 +452,6 @@ impl Registration {
     }
 }
 
-/// Socket types a [`Tracker`] can track: std's own, which close their
-/// descriptor only when dropped (the registry keeps the descriptor's number
-/// until then, and a force close shuts it down).
-pub trait Trackable: AsFd + sealed::Sealed {}
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for std::net::TcpStream {}
-    impl Sealed for std::os::unix::net::UnixStream {}
-    impl Sealed for std::os::fd::OwnedFd {}
-}
-
-impl Trackable for std::net::TcpStream {}
-impl Trackable for std::os::unix::net::UnixStream {}
-impl Trackable for OwnedFd {}
-
-/// A connection counted by a [`Tracker`] (see [`Tracker::track`]); it
-/// derefs to the stream. Dropping it takes the connection off the count,
-/// then closes it.
-#[derive(Debug)]
-pub struct Tracked<S: Trackable> {
-    reg: Option<Registration>,
-    stream: Option<S>,
-}
-
-impl<S: Trackable> Tracked<S> {
-    /// Marks the connection busy (handling a request) or idle, for the
-    /// drain's counts and for [`Tracker::force_close`], which shuts down
-    /// busy and idle connections alike after the timeout.
-    pub fn set_state(&self, state: ConnState) {
-        if let Some(r) = &self.reg {
-            r.set_state(state);
-        }
-    }
-
-    /// True if a drain shut this connection down by force.
-    pub fn was_forced(&self) -> bool {
-        self.reg.as_ref().is_some_and(|r| r.was_forced())
-    }
-}
-
-impl<S: Trackable> std::ops::Deref for Tracked<S> {
-    type Target = S;
-    fn deref(&self) -> &S {
-        self.stream.as_ref().expect("present until drop")
-    }
-}
-
-impl<S: Trackable> std::ops::DerefMut for Tracked<S> {
-    fn deref_mut(&mut self) -> &mut S {
-        self.stream.as_mut().expect("present until drop")
-    }
-}
-
-impl<S: Trackable> Drop for Tracked<S> {
-    fn drop(&mut self) {
-        // Off the registry first: a drain never touches a closed number.
-        self.reg.take();
-        self.stream.take();
-    }
-}
-
 impl Drop for Registration {
     fn drop(&mut self) {
         self.tracker.deregister(self.id, &self.slot);
@@ -517,61 +459,4 @@ impl Drop for Registration {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tracked_streams_are_counted_drained_and_forced() {
-        use std::io::Read;
-        let t = Tracker::new().unwrap();
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (server, _) = l.accept().unwrap();
-        let conn = t.track(server);
-        conn.set_state(ConnState::Busy);
-        assert_eq!((t.active(), t.busy()), (1, 1));
-        assert_eq!(t.start_drain(), (1, 1));
-        // Still busy at the deadline: shut down by force, which the peer
-        // sees as the end of the stream.
-        assert!(!t.wait_empty(Instant::now() + Duration::from_millis(20)));
-        assert_eq!(t.force_close(), 1);
-        assert!(conn.was_forced());
-        client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut buf = [0u8; 8];
-        assert_eq!(client.read(&mut buf).unwrap(), 0);
-        drop(conn);
-        assert!(t.wait_empty(Instant::now() + Duration::from_secs(10)));
-    }
-
-    #[test]
-    fn counts_and_waits() {
-        let t = Tracker::new().unwrap();
-        let a = t.register(100);
-        let b = t.register(101);
-        assert_eq!(t.active(), 2);
-        b.set_state(ConnState::Busy);
-        assert_eq!(t.busy(), 1);
-        assert_eq!(t.states(), (1, 0, 1, 0));
-        let (open, busy) = t.start_drain();
-        assert_eq!((open, busy), (2, 1));
-        assert!(t.draining());
-        let t2 = t.clone();
-        let h = std::thread::spawn(move || t2.wait_empty(Instant::now() + Duration::from_secs(10)));
-        drop(a);
-        drop(b);
-        assert!(h.join().unwrap());
-        assert_eq!(t.busy(), 0);
-        assert_eq!(t.active(), 0);
-    }
-
-    #[test]
-    fn wait_empty_times_out() {
-        let t = Tracker::new().unwrap();
-        let _a = t.register(100);
-        let start = Instant::now();
-        assert!(!t.wait_empty(start + Duration::from_millis(50)));
-        assert!(start.elapsed() >= Duration::from_millis(50));
-    }
-}
+mod tests;

@@ -16,7 +16,8 @@
 //! - [`request`] is the client, for any program (the demo's `hello upgrade`).
 //!
 //! Only the accepting side runs here; what a command does is decided by the
-//! control loop in `server.rs`, which gets each command as a message.
+//! control loop (`src/server/control_loop/`), which gets each command as a
+//! message (`src/server/message.rs`).
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

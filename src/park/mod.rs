@@ -185,9 +185,12 @@ impl<P: Protocol> ParkLot<P> {
     }
 
     /// Serves on after a drain was ended early (a rollback,
-    /// [`Tracker::end_drain`], which cleared the drain fd first): idle
-    /// connections get their normal deadlines again, and the next drain
-    /// wakes the poller as the first one did.
+    /// [`Tracker::end_drain`], which cleared the drain fd first):
+    /// connections parked from now on get their normal deadlines, and the
+    /// next drain wakes the poller as the first one did. Those parked
+    /// during the drain keep its shorter deadline and are closed politely
+    /// when it ends, idle as they are (their clients open a new
+    /// connection; no request is lost).
     pub(crate) fn resume(&self) {
         let mut slab = self.lock();
         slab.draining = false;

@@ -14,7 +14,8 @@ use crate::listener;
 pub struct ServerConfig {
     /// `listen(2)` backlog for sockets bound here. Default 1024.
     pub backlog: i32,
-    /// [`crate::Server::serve_http`] sets `TCP_DEFER_ACCEPT` on its TCP listeners to
+    /// [`crate::Server::serve_parked`] (and so `serve_http`), for a protocol
+    /// whose client speaks first, sets `TCP_DEFER_ACCEPT` on its TCP listeners to
     /// this (rounded up to whole seconds; `Some(Duration::ZERO)` turns it
     /// off; `None` leaves the sockets as they are, say as systemd's
     /// `DeferAcceptSec=` made them). The kernel then completes the handshake

@@ -7,7 +7,8 @@
 // ```
 //
 // Routes: `GET /` (`hello\n`), `GET /healthz`, `GET /sleep?ms=N`, `GET /pid`,
-// `POST|PUT /echo`, `GET /stream?chunks=N&ms=M`, `GET /panic`.
+// `POST|PUT /echo`, `GET /stream?chunks=N&ms=M`, `GET /panic`, `GET /conninfo`,
+// `GET /events?ms=N`.
 //
 // The integration tests start the binary `cargo test` builds from this file
 // (`target/<profile>/examples/hello`). A small `RUST_LOG` logger is included
@@ -86,6 +87,8 @@ ROUTES:
   POST|PUT /echo           the request body
   GET /stream?chunks=N&ms=M  N chunks, M ms apart (chunked)
   GET /panic               the handler panics (500, connection closed)
+  GET /conninfo            the connection as the handler sees it: peer, local, listener, generation
+  GET /events?ms=N         server-sent events every N ms; ends cleanly when the server drains
   GET /debug/fds           this process's open fds and what they point at
   GET /debug/env           its LISTEN_*, GRACE_* and NOTIFY_SOCKET variables
 
@@ -260,6 +263,55 @@ impl Read for Ticker {
     }
 }
 
+/// An event stream: one event every `every`, until the drain token says the
+/// server is going away; then a last event, and the end of the body (a
+/// clean end: the chunked terminator, and the connection closes).
+struct Events {
+    token: Option<grace::DrainToken>,
+    every: Duration,
+    sent: u64,
+    done: bool,
+}
+
+impl Read for Events {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        let draining = match &self.token {
+            // The wait is the pacing: it returns early when the drain begins.
+            Some(t) if self.sent > 0 => t.wait(self.every),
+            Some(t) => t.is_draining(),
+            None => {
+                if self.sent > 0 {
+                    std::thread::sleep(self.every);
+                }
+                false
+            }
+        };
+        let line = if draining {
+            self.done = true;
+            "event: bye\ndata: the server is restarting or shutting down\n\n".to_string()
+        } else {
+            format!("data: {}\n\n", self.sent)
+        };
+        self.sent += 1;
+        let n = line.len().min(buf.len());
+        buf[..n].copy_from_slice(&line.as_bytes()[..n]);
+        Ok(n)
+    }
+}
+
+/// How a handler sees a connection's addresses.
+fn show_addr(a: &grace::SockAddr) -> String {
+    match a {
+        grace::SockAddr::Inet(a) => a.to_string(),
+        grace::SockAddr::Unix(p) => format!("unix:{}", p.display()),
+        grace::SockAddr::Abstract(n) => format!("unix:@{}", String::from_utf8_lossy(n)),
+        _ => "unnamed".to_string(),
+    }
+}
+
 fn handle(
     greeting: &'static str,
     server: &grace::Handle,
@@ -316,6 +368,35 @@ fn handle(
             }))
         }
         (Method::GET, "/panic") => panic!("GET /panic asked for a panic"),
+        // The connection as the handler sees it, from the request's extensions.
+        (Method::GET, "/conninfo") => match req.extensions().get::<grace::ConnInfo>() {
+            Some(c) => text(
+                StatusCode::OK,
+                format!(
+                    "peer={}\nlocal={}\nlistener={}\ngeneration={}\n",
+                    show_addr(&c.peer),
+                    show_addr(&c.local),
+                    c.listener,
+                    c.generation
+                ),
+            ),
+            None => text(StatusCode::INTERNAL_SERVER_ERROR, "no ConnInfo\n".into()),
+        },
+        // Server-sent events until the drain: they end cleanly at a restart.
+        (Method::GET, "/events") => {
+            let ms = query(&req, "ms").unwrap_or(1000).clamp(1, 60_000);
+            let mut r = Response::new(ResponseBody::stream(Events {
+                token: req.extensions().get::<grace::DrainToken>().cloned(),
+                every: Duration::from_millis(ms),
+                sent: 0,
+                done: false,
+            }));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/event-stream"),
+            );
+            r
+        }
         // For the tests: what this process inherited and kept.
         (Method::GET, "/debug/fds") => {
             let mut out = String::new();
@@ -341,7 +422,11 @@ fn handle(
             }
             text(StatusCode::OK, out)
         }
-        (_, "/" | "/healthz" | "/sleep" | "/pid" | "/echo" | "/stream" | "/panic") => text(
+        (
+            _,
+            "/" | "/healthz" | "/sleep" | "/pid" | "/echo" | "/stream" | "/panic" | "/conninfo"
+            | "/events",
+        ) => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n".into(),
         ),

@@ -66,7 +66,7 @@ impl Waker {
 
 /// Runs the accept loop until `waker` stops it.
 pub(crate) fn accept_loop(
-    listeners: &[RawFd],
+    listeners: &[(RawFd, Arc<str>)],
     waker: &Waker,
     tracker: &Arc<Tracker>,
     dispatch: &(dyn Fn(Conn) + Sync),
@@ -75,7 +75,7 @@ pub(crate) fn accept_loop(
     let pid = sys::getpid();
     let mut pfds: Vec<libc::pollfd> = listeners
         .iter()
-        .map(|fd| sys::pollfd(*fd, libc::POLLIN))
+        .map(|(fd, _)| sys::pollfd(*fd, libc::POLLIN))
         .collect();
     pfds.push(sys::pollfd(waker.fd.as_raw_fd(), libc::POLLIN));
     let mut backoff = MIN_BACKOFF;
@@ -105,7 +105,7 @@ pub(crate) fn accept_loop(
         if pfds[listeners.len()].revents != 0 || waker.stopped() {
             break;
         }
-        for (i, fd) in listeners.iter().enumerate() {
+        for (i, (fd, name)) in listeners.iter().enumerate() {
             if pfds[i].revents == 0 {
                 continue;
             }
@@ -124,7 +124,7 @@ pub(crate) fn accept_loop(
                         backoff = MIN_BACKOFF;
                         log::trace!("[{pid}] accepted {peer:?} on fd {}", conn_fd.as_raw_fd());
                         let reg = tracker.register(conn_fd.as_raw_fd());
-                        dispatch(Conn::new(conn_fd, peer, reg));
+                        dispatch(Conn::new(conn_fd, peer, reg, name.clone()));
                     }
                     Err(libc::EAGAIN) => break,
                     Err(libc::EINTR) | Err(libc::ECONNABORTED) | Err(libc::EPROTO) => {}
@@ -157,7 +157,7 @@ pub(crate) fn accept_loop(
     }
     if waker.sweep.load(Ordering::Acquire) {
         let mut swept = 0;
-        'sweep: for fd in listeners {
+        'sweep: for (fd, name) in listeners {
             for _ in 0..SWEEP_LIMIT {
                 if max_connections.is_some_and(|max| tracker.active() >= max) {
                     break 'sweep;
@@ -165,7 +165,7 @@ pub(crate) fn accept_loop(
                 match sys::accept(*fd) {
                     Ok((conn_fd, peer)) => {
                         let reg = tracker.register(conn_fd.as_raw_fd());
-                        dispatch(Conn::new(conn_fd, peer, reg));
+                        dispatch(Conn::new(conn_fd, peer, reg, name.clone()));
                         swept += 1;
                     }
                     Err(libc::EINTR) | Err(libc::ECONNABORTED) | Err(libc::EPROTO) => {}

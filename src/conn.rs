@@ -15,9 +15,10 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use crate::drain::{ConnState, Registration};
+use crate::drain::{ConnState, DrainToken, Registration};
 use crate::sys;
 pub use crate::sys::SockAddr;
 
@@ -45,6 +46,25 @@ pub enum Idle {
     Park,
 }
 
+/// A connection's two ends, as a handler finds them in a request's
+/// extensions (`req.extensions().get::<ConnInfo>()`) or [`Conn::info`]
+/// gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnInfo {
+    /// The client's address: its `getpeername` (for a Unix client usually
+    /// unnamed: [`SockAddr::Other`]).
+    pub peer: SockAddr,
+    /// This end's address: the connection's `getsockname` (for a wildcard
+    /// listener, the address the client connected to).
+    pub local: SockAddr,
+    /// The name of the listener that accepted it (`LISTEN_FDNAMES` style:
+    /// `127.0.0.1_8080` for one grace bound, or the name systemd gave).
+    pub listener: Arc<str>,
+    /// The generation of the process that accepted it.
+    pub generation: u64,
+}
+
 /// How much a lingering close reads and discards at most.
 pub(crate) const LINGER_DISCARD_LIMIT: usize = 1 << 20;
 
@@ -57,6 +77,10 @@ pub struct Conn {
     reg: Option<Registration>,
     fd: Option<OwnedFd>,
     peer: SockAddr,
+    /// The name of the listener that accepted it.
+    listener: Arc<str>,
+    /// What [`Conn::info`] returns, made on first use.
+    info: OnceLock<ConnInfo>,
     drain_seen: bool,
     parking: Parking,
     /// The response being written is the last before the close: sends use
@@ -88,11 +112,13 @@ pub(crate) enum Parking {
 }
 
 impl Conn {
-    pub(crate) fn new(fd: OwnedFd, peer: SockAddr, reg: Registration) -> Conn {
+    pub(crate) fn new(fd: OwnedFd, peer: SockAddr, reg: Registration, listener: Arc<str>) -> Conn {
         Conn {
             reg: Some(reg),
             fd: Some(fd),
             peer,
+            listener,
+            info: OnceLock::new(),
             drain_seen: false,
             parking: Parking::Off,
             last_response: false,
@@ -112,6 +138,22 @@ impl Conn {
     /// The peer's address (`SockAddr::Other` for an unnamed Unix peer).
     pub fn peer_addr(&self) -> &SockAddr {
         &self.peer
+    }
+
+    /// Who is at both ends, through which listener, in which generation.
+    /// The local address is asked of the kernel once (`getsockname`).
+    pub fn info(&self) -> &ConnInfo {
+        self.info.get_or_init(|| ConnInfo {
+            peer: self.peer.clone(),
+            local: sys::getsockname(self.raw()).unwrap_or(SockAddr::Other),
+            listener: self.listener.clone(),
+            generation: crate::listener::generation(),
+        })
+    }
+
+    /// A token that says when the server starts going away.
+    pub fn drain_token(&self) -> Option<DrainToken> {
+        self.reg.as_ref().map(|r| r.tracker().drain_token())
     }
 
     /// Sets the connection's state for the drain's bookkeeping.

@@ -151,8 +151,8 @@ mod sys;
 pub mod upgrade;
 
 pub use conn::Idle;
-pub use conn::{Conn, SockAddr};
-pub use drain::{ConnState, DrainStats, Trackable, Tracked, Tracker};
+pub use conn::{Conn, ConnInfo, SockAddr};
+pub use drain::{ConnState, DrainStats, DrainToken, Trackable, Tracked, Tracker};
 pub use holder::Supervise;
 pub use listener::{generation, ListenAddr, Listener, Listeners};
 pub use protocol::{Protocol, Served};

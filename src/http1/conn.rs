@@ -333,6 +333,7 @@ impl Conn<'_> {
         let is_head = method == Method::HEAD;
         let http10 = version == Version::HTTP_10;
         let mut st = BodyState::new(framing, expect_continue, cfg);
+        let (info, token) = (self.t.conn_info(), self.t.drain_token());
         let result = {
             let body = RequestBody::new(&mut *self.t, &mut self.rbuf, &mut st, cfg);
             let mut req = Request::new(body);
@@ -340,6 +341,12 @@ impl Conn<'_> {
             *req.uri_mut() = uri;
             *req.version_mut() = version;
             *req.headers_mut() = headers;
+            if let Some(info) = info {
+                req.extensions_mut().insert(info);
+            }
+            if let Some(token) = token {
+                req.extensions_mut().insert(token);
+            }
             catch_unwind(AssertUnwindSafe(|| handler.handle(req)))
         };
         let resp = match result {

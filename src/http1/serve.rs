@@ -84,7 +84,7 @@ mod tests {
         server.set_nonblocking(true).unwrap();
         let owned: OwnedFd = server.into();
         let reg = tracker.register(owned.as_raw_fd());
-        let mut conn = Conn::new(owned, crate::SockAddr::Inet(peer), reg);
+        let mut conn = Conn::new(owned, crate::SockAddr::Inet(peer), reg, "test".into());
         conn.set_parking(Parking::Ready);
         let mut session = proto.open(&conn);
         let started = Instant::now();

@@ -8,9 +8,10 @@
 use std::io;
 use std::time::Instant;
 
-use crate::conn::Conn;
 pub use crate::conn::Idle;
+use crate::conn::{Conn, ConnInfo};
 use crate::drain::ConnState;
+use crate::drain::DrainToken;
 
 /// What the HTTP layer needs from a connection.
 ///
@@ -53,6 +54,18 @@ pub trait Transport {
     /// last segment until the close, so the response and the FIN leave in
     /// one packet. Never called before a streamed body. Default: nothing.
     fn last_response(&mut self) {}
+
+    /// The connection's two ends, put into each request's extensions.
+    /// Default: none (an in-memory transport has no addresses).
+    fn conn_info(&self) -> Option<ConnInfo> {
+        None
+    }
+
+    /// A token that says when the server starts going away, put into each
+    /// request's extensions. Default: none.
+    fn drain_token(&self) -> Option<DrainToken> {
+        None
+    }
 }
 
 /// The server's connection socket, as the HTTP loop sees it.
@@ -89,5 +102,13 @@ impl Transport for Conn {
 
     fn last_response(&mut self) {
         self.set_last_response();
+    }
+
+    fn conn_info(&self) -> Option<ConnInfo> {
+        Some(self.info().clone())
+    }
+
+    fn drain_token(&self) -> Option<DrainToken> {
+        Conn::drain_token(self)
     }
 }

@@ -154,4 +154,10 @@ impl Handle {
     pub fn is_draining(&self) -> bool {
         self.tracker.closing()
     }
+
+    /// A token that says when the server starts going away, for threads of
+    /// the program (handlers find one in each request's extensions).
+    pub fn drain_token(&self) -> crate::DrainToken {
+        self.tracker.drain_token()
+    }
 }

@@ -257,7 +257,11 @@ impl Server {
         }
         let stop_fd = Arc::new(sys::eventfd()?);
         let waker = Waker::new()?;
-        let fds: Vec<RawFd> = self.listeners.iter().map(|l| l.as_raw_fd()).collect();
+        let fds: Vec<(RawFd, Arc<str>)> = self
+            .listeners
+            .iter()
+            .map(|l| (l.as_raw_fd(), Arc::from(l.name())))
+            .collect();
         let accept_thread = spawn_accept(&self.cfg, &fds, &waker, &self.tracker, &dispatch)?;
         let gate = match &self.control {
             Some(l) => {
@@ -358,7 +362,7 @@ impl Server {
 /// Starts the accept thread over `fds`.
 pub(crate) fn spawn_accept(
     cfg: &ServerConfig,
-    fds: &[RawFd],
+    fds: &[(RawFd, Arc<str>)],
     waker: &Arc<Waker>,
     tracker: &Arc<Tracker>,
     dispatch: &Dispatch,

@@ -35,13 +35,57 @@ fn example(name: &str) -> String {
         .and_then(Path::parent)
         .expect("target/<profile>/deps/<test>");
     let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: the demos are examples, built by a plain `cargo test` \
-         (or `cargo build --examples` before `cargo test --test ...`)",
-        path.display()
-    );
+    let built = std::fs::metadata(&path).and_then(|m| m.modified());
+    let Ok(built) = built else {
+        panic!(
+            "{} is missing: the demos are examples, built by a plain `cargo test` \
+             (or `cargo build --examples` before `cargo test --test ...`)",
+            path.display()
+        );
+    };
+    // `cargo test --test X` builds no example: never test an old demo.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let newest = newest_source(&[root.join("src"), root.join(format!("examples/{name}.rs"))]);
+    if let Some((t, source)) = newest {
+        assert!(
+            t <= built,
+            "{} is older than {}: run `cargo build --examples` (a plain `cargo test` does)",
+            path.display(),
+            source.display()
+        );
+    }
     path.to_str().expect("a UTF-8 path").to_string()
+}
+
+/// The most recently modified `.rs` file under `paths` that goes into a
+/// demo's build (test modules, `tests.rs` and `tests/`, do not), with its
+/// time.
+fn newest_source(paths: &[PathBuf]) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        let Ok(m) = std::fs::metadata(&p) else {
+            continue;
+        };
+        let test_only = p.file_stem().is_some_and(|s| s == "tests");
+        if test_only {
+            continue;
+        }
+        if m.is_dir() {
+            if let Ok(dir) = std::fs::read_dir(&p) {
+                stack.extend(dir.flatten().map(|e| e.path()));
+            }
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            let Ok(t) = m.modified() else {
+                continue;
+            };
+            match &newest {
+                Some((n, _)) if t <= *n => {}
+                _ => newest = Some((t, p)),
+            }
+        }
+    }
+    newest
 }
 
 /// Makes the test process a child subreaper, once: PID 1 on these machines

@@ -51,7 +51,7 @@ pub(crate) struct Parts {
     pub stop_fd: Arc<OwnedFd>,
     pub waker: Arc<Waker>,
     pub accept_thread: Option<JoinHandle<()>>,
-    pub accept_fds: Vec<RawFd>,
+    pub accept_fds: Vec<(RawFd, Arc<str>)>,
     pub dispatch: Dispatch,
     pub resume: Option<Resume>,
     pub listeners: Option<Listeners>,

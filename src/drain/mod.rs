@@ -64,6 +64,11 @@ pub enum ConnState {
     Busy = 2,
     /// Being closed.
     Closed = 3,
+    /// Switched protocols (a `101` answered, a WebSocket say): the
+    /// connection belongs to its handler's thread until it closes. A drain
+    /// tells it through its [`DrainToken`] and forces it after the stop
+    /// timeout like a busy one.
+    Upgraded = 4,
 }
 
 impl ConnState {
@@ -72,6 +77,7 @@ impl ConnState {
             0 => ConnState::New,
             1 => ConnState::Idle,
             2 => ConnState::Busy,
+            4 => ConnState::Upgraded,
             _ => ConnState::Closed,
         }
     }
@@ -110,6 +116,9 @@ pub struct DrainStats {
     pub open_at_start: usize,
     /// Of those, busy (mid-request) when the drain started.
     pub busy_at_start: usize,
+    /// Of those, upgraded ([`ConnState::Upgraded`]: WebSockets and the
+    /// like) when the drain started.
+    pub upgraded_at_start: usize,
     /// Connections that finished by themselves during the drain.
     pub finished: usize,
     /// Connections shut down by force after `stop_timeout`.
@@ -128,6 +137,9 @@ pub struct Tracker {
     cond: Condvar,
     active: AtomicUsize,
     busy: AtomicUsize,
+    upgraded: AtomicUsize,
+    /// `upgraded` when the last drain started.
+    upgraded_at_drain: AtomicUsize,
     draining: AtomicBool,
     /// Going away (a shutdown delay, then the drain): responses close.
     closing: AtomicBool,
@@ -156,6 +168,8 @@ impl Tracker {
             cond: Condvar::new(),
             active: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
+            upgraded: AtomicUsize::new(0),
+            upgraded_at_drain: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
@@ -179,6 +193,11 @@ impl Tracker {
     /// Connections mid-request.
     pub fn busy(&self) -> usize {
         self.busy.load(Ordering::Acquire)
+    }
+
+    /// Upgraded connections ([`ConnState::Upgraded`]).
+    pub fn upgraded(&self) -> usize {
+        self.upgraded.load(Ordering::Acquire)
     }
 
     /// Connections accepted since start.
@@ -300,8 +319,14 @@ impl Tracker {
     }
 
     fn deregister(&self, id: usize, slot: &Slot) {
-        if slot.state() == ConnState::Busy {
-            self.busy.fetch_sub(1, Ordering::AcqRel);
+        match slot.state() {
+            ConnState::Busy => {
+                self.busy.fetch_sub(1, Ordering::AcqRel);
+            }
+            ConnState::Upgraded => {
+                self.upgraded.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {}
         }
         slot.state.store(ConnState::Closed as u8, Ordering::Relaxed);
         let mut reg = self.lock();
@@ -339,6 +364,8 @@ impl Tracker {
         }
         self.draining.store(true, Ordering::Release);
         let counts = (self.active(), self.busy());
+        self.upgraded_at_drain
+            .store(self.upgraded(), Ordering::Relaxed);
         drop(reg);
         if let Err(e) = sys::eventfd_signal(self.drain_fd.as_raw_fd()) {
             log::error!("[{}] cannot signal the drain fd: {e}", sys::getpid());
@@ -411,7 +438,7 @@ impl Tracker {
     }
 
     /// Counts the registered connections per state: (new, idle, busy,
-    /// closing).
+    /// closing); upgraded ones count as busy (see [`Tracker::upgraded`]).
     pub fn states(&self) -> (usize, usize, usize, usize) {
         let reg = self.lock();
         let mut c = (0, 0, 0, 0);
@@ -419,7 +446,7 @@ impl Tracker {
             match slot.state() {
                 ConnState::New => c.0 += 1,
                 ConnState::Idle => c.1 += 1,
-                ConnState::Busy => c.2 += 1,
+                ConnState::Busy | ConnState::Upgraded => c.2 += 1,
                 ConnState::Closed => c.3 += 1,
             }
         }
@@ -452,6 +479,7 @@ impl Tracker {
         let mut stats = DrainStats {
             open_at_start: counts.0,
             busy_at_start: counts.1,
+            upgraded_at_start: self.upgraded_at_drain.load(Ordering::Relaxed),
             ..DrainStats::default()
         };
         let empty = self.wait_empty_in(started + stop_timeout, Some(epoch));
@@ -488,10 +516,15 @@ impl Registration {
         if old == state {
             return;
         }
-        if state == ConnState::Busy {
-            self.tracker.busy.fetch_add(1, Ordering::AcqRel);
-        } else if old == ConnState::Busy {
-            self.tracker.busy.fetch_sub(1, Ordering::AcqRel);
+        for (s, counter) in [
+            (ConnState::Busy, &self.tracker.busy),
+            (ConnState::Upgraded, &self.tracker.upgraded),
+        ] {
+            if state == s {
+                counter.fetch_add(1, Ordering::AcqRel);
+            } else if old == s {
+                counter.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 

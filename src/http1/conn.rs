@@ -9,6 +9,7 @@ use http::{Method, Request, StatusCode, Version};
 
 use crate::http1::body::{read_body, BodyState, ReadBuf};
 use crate::http1::head::{parse_head, Head, HttpError};
+use crate::http1::response::Inner;
 use crate::http1::{ConnStats, Handler, HttpConfig, Idle, RequestBody, Transport};
 
 mod write;
@@ -332,6 +333,7 @@ impl Conn<'_> {
         } = head;
         let is_head = method == Method::HEAD;
         let http10 = version == Version::HTTP_10;
+        let upgrade_asked = !http10 && asks_upgrade(&headers);
         let mut st = BodyState::new(framing, expect_continue, cfg);
         let (info, token) = (self.t.conn_info(), self.t.drain_token());
         let result = {
@@ -373,6 +375,10 @@ impl Conn<'_> {
                 }
                 None => Next::Close { linger: false },
             };
+        }
+
+        if matches!(resp.body().0, Inner::Upgrade(_)) {
+            return self.switch_protocols(resp, upgrade_asked && st.is_done(), is_head);
         }
 
         // A body the handler left unread must go before the next request.
@@ -437,4 +443,15 @@ impl Conn<'_> {
             }
         }
     }
+}
+
+/// True if the request asks to switch protocols: an `Upgrade` header and
+/// `upgrade` among the `Connection` options (RFC 9110 7.8).
+fn asks_upgrade(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::UPGRADE)
+        && headers.get_all(http::header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        })
 }

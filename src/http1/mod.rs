@@ -31,6 +31,7 @@ mod mem;
 mod response;
 mod serve;
 pub mod transport;
+mod upgrade;
 
 pub use body::{BodyError, RequestBody};
 pub use chunked::ChunkedDecoder;
@@ -39,6 +40,7 @@ pub use head::{parse_head, Framing, Head, HttpError};
 pub use mem::MemTransport;
 pub use response::ResponseBody;
 pub use transport::{Idle, Transport};
+pub use upgrade::Upgraded;
 
 /// Limits and timeouts. [`HttpConfig::default`] gives the production defaults.
 #[derive(Clone, Debug)]

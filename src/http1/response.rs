@@ -23,6 +23,7 @@ pub(crate) enum Inner {
     Static(&'static [u8]),
     Bytes(Vec<u8>),
     Stream(Box<dyn Read + Send>),
+    Upgrade(crate::http1::upgrade::OnUpgrade),
 }
 
 impl ResponseBody {
@@ -35,6 +36,37 @@ impl ResponseBody {
     /// at once as one chunk.
     pub fn stream(r: impl Read + Send + 'static) -> Self {
         ResponseBody(Inner::Stream(Box::new(r)))
+    }
+
+    /// Switches protocols: answer `101 Switching Protocols` with this body
+    /// (and the `Upgrade` header the client asked for), and once the head
+    /// is written `f` gets the connection as an [`crate::http1::Upgraded`]
+    /// stream, on this thread, for as long as it runs. The connection
+    /// closes when `f` returns. A request that did not ask to upgrade
+    /// (`Connection: upgrade` and `Upgrade:`), or a status other than 101,
+    /// gets a 500 instead.
+    ///
+    /// ```no_run
+    /// use grace::http::{Request, Response, StatusCode};
+    /// use grace::http1::{RequestBody, ResponseBody, Upgraded};
+    /// use std::io::{Read, Write};
+    ///
+    /// fn echo_protocol(_req: Request<RequestBody>) -> Response<ResponseBody> {
+    ///     let mut r = Response::new(ResponseBody::upgrade(|mut up: Upgraded| {
+    ///         let mut buf = [0u8; 1024];
+    ///         while let Ok(n) = up.read(&mut buf) {
+    ///             if n == 0 || up.write_all(&buf[..n]).is_err() {
+    ///                 break;
+    ///             }
+    ///         }
+    ///     }));
+    ///     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    ///     r.headers_mut().insert("upgrade", "echo".parse().unwrap());
+    ///     r
+    /// }
+    /// ```
+    pub fn upgrade(f: impl for<'a> FnOnce(crate::http1::Upgraded<'a>) + Send + 'static) -> Self {
+        ResponseBody(Inner::Upgrade(Box::new(f)))
     }
 
     /// The length of a fixed body; `None` for a stream.
@@ -52,16 +84,17 @@ impl ResponseBody {
             Inner::Empty => Some(b""),
             Inner::Static(b) => Some(b),
             Inner::Bytes(b) => Some(b),
-            Inner::Stream(_) => None,
+            Inner::Stream(_) | Inner::Upgrade(_) => None,
         }
     }
 }
 
 impl fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.len() {
-            Some(n) => write!(f, "ResponseBody({n} bytes)"),
-            None => f.write_str("ResponseBody(stream)"),
+        match (&self.0, self.len()) {
+            (_, Some(n)) => write!(f, "ResponseBody({n} bytes)"),
+            (Inner::Upgrade(_), _) => f.write_str("ResponseBody(upgrade)"),
+            _ => f.write_str("ResponseBody(stream)"),
         }
     }
 }

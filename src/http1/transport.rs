@@ -55,6 +55,12 @@ pub trait Transport {
     /// one packet. Never called before a streamed body. Default: nothing.
     fn last_response(&mut self) {}
 
+    /// The connection switched protocols (a `101` was written): from now on
+    /// it stays with the calling thread ([`Transport::wait_idle`] waits
+    /// here, and reports the drain once, instead of parking) and the drain
+    /// counts it as [`crate::ConnState::Upgraded`]. Default: nothing.
+    fn upgrade(&mut self) {}
+
     /// The connection's two ends, put into each request's extensions.
     /// Default: none (an in-memory transport has no addresses).
     fn conn_info(&self) -> Option<ConnInfo> {
@@ -102,6 +108,11 @@ impl Transport for Conn {
 
     fn last_response(&mut self) {
         self.set_last_response();
+    }
+
+    fn upgrade(&mut self) {
+        self.set_parking(crate::conn::Parking::Off);
+        self.set_state(ConnState::Upgraded);
     }
 
     fn conn_info(&self) -> Option<ConnInfo> {

@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use http::{Response, StatusCode};
 
-use super::{Conn, Written, COPY_BODY_MAX, ERROR_CONTENT_TYPE, STREAM_BUF};
+use super::{Conn, Next, Written, COPY_BODY_MAX, ERROR_CONTENT_TYPE, STREAM_BUF};
 use crate::http1::response::{
     declared_length, hex, wants_close, write_head, ConnHeader, Framing, Inner,
 };
-use crate::http1::ResponseBody;
+use crate::http1::{ResponseBody, Upgraded};
 
 impl Conn<'_> {
     pub(super) fn write(&mut self, bufs: &[&[u8]]) -> io::Result<()> {
@@ -224,5 +224,74 @@ impl Conn<'_> {
             log::debug!("[{}] writing {status} response: {e}", std::process::id());
         }
         r
+    }
+
+    /// Answers `101 Switching Protocols` and hands the connection to the
+    /// handler's callback, or, if the request did not ask to upgrade (or
+    /// left a body unread) or the status is not 101, answers 500.
+    pub(super) fn switch_protocols(
+        &mut self,
+        resp: Response<ResponseBody>,
+        asked: bool,
+        is_head: bool,
+    ) -> Next {
+        let (parts, body) = resp.into_parts();
+        let Inner::Upgrade(on_upgrade) = body.0 else {
+            unreachable!("called for an upgrade body only");
+        };
+        if !asked || parts.status != StatusCode::SWITCHING_PROTOCOLS {
+            log::warn!(
+                "[{}] handler switched protocols with status {} on a request that {}: \
+                 answering 500",
+                std::process::id(),
+                parts.status.as_u16(),
+                if asked {
+                    "asked to"
+                } else {
+                    "did not ask to (or sent a body)"
+                }
+            );
+            let _ = self.send_error(StatusCode::INTERNAL_SERVER_ERROR, is_head);
+            return Next::Close { linger: true };
+        }
+        self.wbuf.clear();
+        if write_head(
+            &mut self.wbuf,
+            parts.status,
+            Some(&parts.headers),
+            Framing::None,
+            ConnHeader::None,
+            b"Connection: Upgrade\r\n",
+        )
+        .is_err()
+        {
+            log::warn!(
+                "[{}] response header value contains CR, LF or NUL: answering 500 instead",
+                std::process::id()
+            );
+            let _ = self.send_error(StatusCode::INTERNAL_SERVER_ERROR, is_head);
+            return Next::Close { linger: true };
+        }
+        let wbuf = std::mem::take(&mut self.wbuf);
+        let written = self.write(&[&wbuf]);
+        self.wbuf = wbuf;
+        if let Err(e) = written {
+            log::debug!("[{}] writing 101: {e}", std::process::id());
+            return Next::Close { linger: false };
+        }
+        // What the client sent after the head is the new protocol's.
+        let pending = self.rbuf.data().to_vec();
+        self.rbuf.consume(pending.len());
+        self.t.set_busy(false);
+        self.busy = false;
+        self.t.upgrade();
+        let up = Upgraded::new(&mut *self.t, pending, self.cfg.write_timeout);
+        if catch_unwind(AssertUnwindSafe(|| on_upgrade(up))).is_err() {
+            log::warn!(
+                "[{}] upgraded connection handler panicked: closing the connection",
+                std::process::id()
+            );
+        }
+        Next::Close { linger: false }
     }
 }

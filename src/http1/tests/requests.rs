@@ -318,3 +318,57 @@ fn large_fixed_body_is_vectored() {
     let r = responses(&t.output);
     assert_eq!(r[0].body.len(), 100_000);
 }
+
+fn upgrading_echo(_req: Request<RequestBody<'_>>) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::upgrade(|mut up: crate::http1::Upgraded| {
+        let mut buf = [0u8; 64];
+        while let Ok(n) = up.read(&mut buf) {
+            if n == 0 || std::io::Write::write_all(&mut up, &buf[..n]).is_err() {
+                break;
+            }
+        }
+    }));
+    *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    r.headers_mut()
+        .insert(http::header::UPGRADE, "echo".parse().unwrap());
+    r
+}
+
+#[test]
+fn switching_protocols_hands_over_the_bytes_after_the_head() {
+    let input = "GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\n\
+                 Upgrade: echo\r\n\r\nhello, new protocol";
+    let (t, stats) = serve_with(
+        MemTransport::new(input),
+        &handler_fn(upgrading_echo),
+        &HttpConfig::default(),
+    );
+    assert_eq!(stats.requests, 1);
+    let out = t.output_str();
+    let (head, rest) = out.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nupgrade: echo"), "{head}");
+    assert!(head.contains("\r\nConnection: Upgrade"), "{head}");
+    assert!(
+        !head.contains("Content-Length") && !head.contains("chunked"),
+        "{head}"
+    );
+    assert_eq!(rest, "hello, new protocol");
+}
+
+#[test]
+fn switching_protocols_without_being_asked_is_a_500() {
+    let (t, _) = serve_with(
+        MemTransport::new(GET),
+        &handler_fn(upgrading_echo),
+        &HttpConfig::default(),
+    );
+    assert!(
+        t.output_str().starts_with("HTTP/1.1 500 "),
+        "{}",
+        t.output_str()
+    );
+}

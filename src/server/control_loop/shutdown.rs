@@ -133,8 +133,12 @@ impl ControlLoop<'_> {
                 let _ = tx.send(Control::Drained(stats, epoch));
                 return;
             };
+            let upgraded = match tracker.upgraded() {
+                0 => String::new(),
+                n => format!(", {n} upgraded"),
+            };
             log::info!(
-                "[{pid}] draining {} connection(s) ({} busy); stop timeout {}",
+                "[{pid}] draining {} connection(s) ({} busy{upgraded}); stop timeout {}",
                 counts.0,
                 counts.1,
                 Dur(stop_timeout)
@@ -156,8 +160,13 @@ impl ControlLoop<'_> {
         } else {
             StopReason::Shutdown
         };
+        let upgraded = match stats.upgraded_at_start {
+            0 => String::new(),
+            n => format!(", {n} upgraded"),
+        };
         log::info!(
-            "[{}] drained in {}: {} connection(s) open at start ({} busy), {} finished, {} forced",
+            "[{}] drained in {}: {} connection(s) open at start ({} busy{upgraded}), {} finished, \
+             {} forced",
             self.pid,
             Dur(stats.duration),
             stats.open_at_start,

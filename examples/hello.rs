@@ -8,11 +8,12 @@
 //
 // Routes: `GET /` (`hello\n`), `GET /healthz`, `GET /sleep?ms=N`, `GET /pid`,
 // `POST|PUT /echo`, `GET /stream?chunks=N&ms=M`, `GET /panic`, `GET /conninfo`,
-// `GET /events?ms=N`.
+// `GET /events?ms=N`, `GET /ws` (a WebSocket echo).
 //
 // The integration tests start the binary `cargo test` builds from this file
-// (`target/<profile>/examples/hello`). A small `RUST_LOG` logger is included
-// below, so the demo needs nothing beyond the library's own dependencies.
+// (`target/<profile>/examples/hello`). Its WebSocket echo uses tungstenite, a
+// dev-dependency (never one of the library's); a small `RUST_LOG` logger is
+// included below.
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -89,6 +90,7 @@ ROUTES:
   GET /panic               the handler panics (500, connection closed)
   GET /conninfo            the connection as the handler sees it: peer, local, listener, generation
   GET /events?ms=N         server-sent events every N ms; ends cleanly when the server drains
+  GET /ws                  a WebSocket echo; on a restart or shutdown it closes with code 1012
   GET /debug/fds           this process's open fds and what they point at
   GET /debug/env           its LISTEN_*, GRACE_* and NOTIFY_SOCKET variables
 
@@ -302,6 +304,69 @@ impl Read for Events {
     }
 }
 
+/// `GET /ws`: a WebSocket echo (tungstenite over the upgraded connection).
+fn websocket(req: &Request<RequestBody>) -> Response<ResponseBody> {
+    let is_ws = req
+        .headers()
+        .get(http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let Some(key) = req.headers().get("sec-websocket-key").filter(|_| is_ws) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "a WebSocket handshake is expected here\n".into(),
+        );
+    };
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut r = Response::new(ResponseBody::upgrade(ws_echo));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&accept) {
+        h.insert("sec-websocket-accept", v);
+    }
+    r
+}
+
+/// Echoes every text and binary message. When the server starts going away
+/// (the upgraded stream's read says so once), it sends a close frame with
+/// code 1012 ("service restart"), waits a bounded while for the client's
+/// close, and ends: the client reconnects, to the new generation.
+fn ws_echo(up: grace::http1::Upgraded) {
+    use tungstenite::protocol::frame::coding::CloseCode;
+    use tungstenite::protocol::{CloseFrame, Role};
+    use tungstenite::{Error, Message, WebSocket};
+    let mut ws = WebSocket::from_raw_socket(up, Role::Server, None);
+    let mut closing = false;
+    loop {
+        match ws.read() {
+            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
+                if ws.send(m).is_err() {
+                    break;
+                }
+            }
+            // Pings are answered, a client's close is replied to, by tungstenite.
+            Ok(_) => {}
+            Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock && !closing => {
+                closing = true;
+                log::debug!(
+                    "hello: pid {}: closing a WebSocket: draining",
+                    std::process::id()
+                );
+                let _ = ws.close(Some(CloseFrame {
+                    code: CloseCode::Restart,
+                    reason: "server restart".into(),
+                }));
+                ws.get_mut().set_read_timeout(Some(Duration::from_secs(5)));
+            }
+            // The client's close completed, or the connection broke or timed out.
+            Err(_) => break,
+        }
+    }
+}
+
 /// How a handler sees a connection's addresses.
 fn show_addr(a: &grace::SockAddr) -> String {
     match a {
@@ -382,6 +447,7 @@ fn handle(
             ),
             None => text(StatusCode::INTERNAL_SERVER_ERROR, "no ConnInfo\n".into()),
         },
+        (Method::GET, "/ws") => websocket(&req),
         // Server-sent events until the drain: they end cleanly at a restart.
         (Method::GET, "/events") => {
             let ms = query(&req, "ms").unwrap_or(1000).clamp(1, 60_000);
@@ -425,7 +491,7 @@ fn handle(
         (
             _,
             "/" | "/healthz" | "/sleep" | "/pid" | "/echo" | "/stream" | "/panic" | "/conninfo"
-            | "/events",
+            | "/events" | "/ws",
         ) => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n".into(),

@@ -8,7 +8,8 @@
 //
 // Routes: `GET /` (`hello\n`), `GET /healthz`, `GET /sleep?ms=N`, `GET /pid`,
 // `POST|PUT /echo`, `GET /stream?chunks=N&ms=M`, `GET /panic`, `GET /conninfo`,
-// `GET /events?ms=N`, `GET /ws` (a WebSocket echo).
+// `GET /events?ms=N`, `GET /ws` (a WebSocket echo), `GET /sized?bytes=N`,
+// `GET /file?bytes=N`.
 //
 // The integration tests start the binary `cargo test` builds from this file
 // (`target/<profile>/examples/hello`). Its WebSocket echo uses tungstenite, a
@@ -91,6 +92,10 @@ ROUTES:
   GET /conninfo            the connection as the handler sees it: peer, local, listener, generation
   GET /events?ms=N         server-sent events every N ms; ends cleanly when the server drains
   GET /ws                  a WebSocket echo; on a restart or shutdown it closes with code 1012
+  GET /sized?bytes=N       N bytes (byte i = i % 251) from a stream, with Content-Length;
+                           &short=K / &long=K: the stream gives K bytes fewer / more
+  GET /file?bytes=N        a file of N such bytes, sent with sendfile(2)
+  POST /echo?max=N         413 if the body is over N bytes
   GET /debug/fds           this process's open fds and what they point at
   GET /debug/env           its LISTEN_*, GRACE_* and NOTIFY_SOCKET variables
 
@@ -367,6 +372,51 @@ fn ws_echo(up: grace::http1::Upgraded) {
     }
 }
 
+/// `len` bytes of a fixed pattern: byte `i` is `i % 251` (a prime, so no
+/// power-of-two block repeats), for bodies a client can check.
+struct Pattern {
+    at: u64,
+    len: u64,
+}
+
+impl Pattern {
+    fn new(len: u64) -> Pattern {
+        Pattern { at: 0, len }
+    }
+}
+
+impl Read for Pattern {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf
+            .len()
+            .min(usize::try_from(self.len - self.at).unwrap_or(usize::MAX));
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            *b = ((self.at + i as u64) % 251) as u8;
+        }
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// A file of `bytes` bytes of the pattern, made once in the temporary
+/// directory (written aside, then renamed into place).
+fn pattern_file(bytes: u64) -> io::Result<std::fs::File> {
+    let dir = std::env::temp_dir().join("grace-hello-files");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("pattern-{bytes}"));
+    if let Ok(f) = std::fs::File::open(&path) {
+        if f.metadata()?.len() == bytes {
+            return Ok(f);
+        }
+    }
+    let tmp = dir.join(format!("pattern-{bytes}.{}", std::process::id()));
+    let mut out = std::fs::File::create(&tmp)?;
+    io::copy(&mut Pattern::new(bytes), &mut out)?;
+    out.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(&path)
+}
+
 /// How a handler sees a connection's addresses.
 fn show_addr(a: &grace::SockAddr) -> String {
     match a {
@@ -416,6 +466,10 @@ fn handle(
             ),
         ),
         (Method::POST | Method::PUT, "/echo") => {
+            if let Some(max) = query(&req, "max") {
+                // Over it, the server answers 413 and closes.
+                req.body_mut().set_limit(max);
+            }
             let mut body = Vec::new();
             match req.body_mut().read_to_end(&mut body) {
                 Ok(_) => Response::new(ResponseBody::from(body)),
@@ -433,6 +487,25 @@ fn handle(
             }))
         }
         (Method::GET, "/panic") => panic!("GET /panic asked for a panic"),
+        // A body of known length from a stream; `short`/`long` make the
+        // stream end early or run on (the connection then closes).
+        (Method::GET | Method::HEAD, "/sized") => {
+            let bytes = query(&req, "bytes").unwrap_or(1024).min(1 << 34);
+            let short = query(&req, "short").unwrap_or(0).min(bytes);
+            let long = query(&req, "long").unwrap_or(0);
+            Response::new(ResponseBody::sized(
+                Pattern::new(bytes - short + long),
+                bytes,
+            ))
+        }
+        // A file of N bytes (the pattern), sent with sendfile(2).
+        (Method::GET | Method::HEAD, "/file") => {
+            let bytes = query(&req, "bytes").unwrap_or(1024).min(1 << 34);
+            match pattern_file(bytes).and_then(ResponseBody::file) {
+                Ok(body) => Response::new(body),
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("file: {e}\n")),
+            }
+        }
         // The connection as the handler sees it, from the request's extensions.
         (Method::GET, "/conninfo") => match req.extensions().get::<grace::ConnInfo>() {
             Some(c) => text(
@@ -491,7 +564,7 @@ fn handle(
         (
             _,
             "/" | "/healthz" | "/sleep" | "/pid" | "/echo" | "/stream" | "/panic" | "/conninfo"
-            | "/events" | "/ws",
+            | "/events" | "/ws" | "/sized" | "/file",
         ) => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n".into(),

@@ -81,6 +81,8 @@ pub struct Conn {
     listener: Arc<str>,
     /// What [`Conn::info`] returns, made on first use.
     info: OnceLock<ConnInfo>,
+    /// `O_NONBLOCK` is set (for `sendfile`).
+    nonblocking: bool,
     drain_seen: bool,
     parking: Parking,
     /// The response being written is the last before the close: sends use
@@ -119,6 +121,7 @@ impl Conn {
             peer,
             listener,
             info: OnceLock::new(),
+            nonblocking: false,
             drain_seen: false,
             parking: Parking::Off,
             last_response: false,
@@ -287,6 +290,44 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Sends `len` bytes of `file` from `offset` with `sendfile(2)`: the
+    /// kernel copies from the page cache to the socket, never through this
+    /// process. Waits at most `stall` for room each time the socket buffer is
+    /// full. Returns the bytes sent, fewer than `len` only if the file is
+    /// shorter.
+    pub fn send_file(
+        &mut self,
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+        stall: std::time::Duration,
+    ) -> io::Result<u64> {
+        use std::os::fd::AsFd;
+        if !self.nonblocking {
+            // sendfile has no MSG_DONTWAIT; every other call passes it, so
+            // O_NONBLOCK can stay on for the connection's life.
+            sys::set_nonblocking(self.raw(), true)?;
+            self.nonblocking = true;
+        }
+        let mut off = offset as i64;
+        let mut sent = 0u64;
+        while sent < len {
+            let want = usize::try_from(len - sent)
+                .unwrap_or(usize::MAX)
+                .min(1 << 30);
+            match sys::sendfile(self.raw(), file.as_fd(), &mut off, want) {
+                Ok(0) => break,
+                Ok(n) => sent += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.wait(libc::POLLOUT, Instant::now() + stall)?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sent)
     }
 
     /// Waits for the first byte of the next request, the peer's close, the

@@ -154,6 +154,10 @@ pub(crate) struct BodyState {
     pub(crate) continue_pending: bool,
     /// The first error, reported again on every later read.
     pub(crate) error: Option<BodyError>,
+    /// The handler's limit for this request ([`RequestBody::set_limit`]).
+    limit: Option<u64>,
+    /// Body bytes read so far.
+    read: u64,
 }
 
 #[derive(Debug)]
@@ -175,6 +179,8 @@ impl BodyState {
             kind,
             continue_pending,
             error: None,
+            limit: None,
+            read: 0,
         }
     }
 
@@ -223,6 +229,40 @@ impl<'a> RequestBody<'a> {
     ) -> Self {
         RequestBody {
             inner: Some(BodyIo { t, rbuf, st, cfg }),
+        }
+    }
+
+    /// Limits this request's body to `max` bytes, below the server's
+    /// [`HttpConfig::max_body_bytes`]: a `Content-Length` over it fails at
+    /// once, a chunked body when it gets there. Reads then fail with
+    /// [`BodyError::TooLarge`], and whatever the handler returns, the
+    /// server answers 413 and closes the connection.
+    ///
+    /// ```no_run
+    /// use std::io::Read;
+    /// use grace::http::{Request, Response};
+    /// use grace::http1::{RequestBody, ResponseBody};
+    ///
+    /// fn upload(mut req: Request<RequestBody>) -> Response<ResponseBody> {
+    ///     req.body_mut().set_limit(64 * 1024);
+    ///     let mut body = Vec::new();
+    ///     match req.body_mut().read_to_end(&mut body) {
+    ///         Ok(n) => Response::new(format!("{n} bytes\n").into()),
+    ///         Err(_) => Response::new(ResponseBody::empty()), // the server sends 413
+    ///     }
+    /// }
+    /// ```
+    pub fn set_limit(&mut self, max: u64) {
+        if let Some(io) = &mut self.inner {
+            let st = &mut *io.st;
+            st.limit = Some(max);
+            if st.error.is_none() && st.length_left().is_some_and(|left| st.read + left > max) {
+                log::debug!(
+                    "[{}] request body: Content-Length over the handler's limit of {max}",
+                    std::process::id()
+                );
+                st.error = Some(BodyError::TooLarge);
+            }
         }
     }
 
@@ -288,7 +328,19 @@ pub(crate) fn read_body(
         return Ok(0);
     }
     match read_inner(t, rbuf, st, cfg, out) {
-        Ok(n) => Ok(n),
+        Ok(n) => {
+            st.read += n as u64;
+            if st.limit.is_some_and(|max| st.read > max) {
+                log::debug!(
+                    "[{}] request body: over the handler's limit of {}",
+                    std::process::id(),
+                    st.limit.unwrap_or(0)
+                );
+                st.error = Some(BodyError::TooLarge);
+                return Err(BodyError::TooLarge.to_io());
+            }
+            Ok(n)
+        }
         Err(e) => {
             log::debug!("[{}] request body: {e}", std::process::id());
             st.error = Some(e);

@@ -12,7 +12,10 @@ use http::StatusCode;
 ///
 /// Fixed bodies are sent with `Content-Length`; a stream is sent with
 /// `Transfer-Encoding: chunked`, one chunk per successful `read` (to an
-/// HTTP/1.0 client: raw, and the connection is closed after it).
+/// HTTP/1.0 client: raw, and the connection is closed after it), unless its
+/// length is known: [`ResponseBody::sized`], or a stream whose handler set
+/// `Content-Length` itself. A file ([`ResponseBody::file`]) goes out with
+/// `sendfile(2)`.
 #[derive(Default)]
 pub struct ResponseBody(pub(crate) Inner);
 
@@ -23,6 +26,10 @@ pub(crate) enum Inner {
     Static(&'static [u8]),
     Bytes(Vec<u8>),
     Stream(Box<dyn Read + Send>),
+    /// A stream of known length: `Content-Length`, no chunking.
+    Sized(Box<dyn Read + Send>, u64),
+    /// A file (from its start), sent with `sendfile(2)`.
+    File(std::fs::File, u64),
     Upgrade(crate::http1::upgrade::OnUpgrade),
 }
 
@@ -36,6 +43,33 @@ impl ResponseBody {
     /// at once as one chunk.
     pub fn stream(r: impl Read + Send + 'static) -> Self {
         ResponseBody(Inner::Stream(Box::new(r)))
+    }
+
+    /// A body of exactly `len` bytes read from `r` while it is sent, with
+    /// `Content-Length: len`. If `r` ends early the connection is closed
+    /// after what it gave (the client sees fewer bytes than promised, not a
+    /// hang); if it has more, only `len` bytes are sent and the connection
+    /// is closed. Either way the log says so.
+    pub fn sized(r: impl Read + Send + 'static, len: u64) -> Self {
+        ResponseBody(Inner::Sized(Box::new(r), len))
+    }
+
+    /// The whole of `file`, sent with `sendfile(2)` (the kernel copies it
+    /// from the page cache to the socket) and its length, from its
+    /// metadata, as `Content-Length`.
+    ///
+    /// ```no_run
+    /// use grace::http::Response;
+    /// use grace::http1::ResponseBody;
+    ///
+    /// fn download() -> std::io::Result<Response<ResponseBody>> {
+    ///     let file = std::fs::File::open("/srv/files/big.iso")?;
+    ///     Ok(Response::new(ResponseBody::file(file)?))
+    /// }
+    /// ```
+    pub fn file(file: std::fs::File) -> std::io::Result<Self> {
+        let len = file.metadata()?.len();
+        Ok(ResponseBody(Inner::File(file, len)))
     }
 
     /// Switches protocols: answer `101 Switching Protocols` with this body
@@ -69,9 +103,13 @@ impl ResponseBody {
         ResponseBody(Inner::Upgrade(Box::new(f)))
     }
 
-    /// The length of a fixed body; `None` for a stream.
+    /// The length of the body, if it is known before it is sent: fixed,
+    /// sized and file bodies; `None` for a stream.
     pub fn len(&self) -> Option<u64> {
-        self.fixed().map(|b| b.len() as u64)
+        match &self.0 {
+            Inner::Sized(_, n) | Inner::File(_, n) => Some(*n),
+            _ => self.fixed().map(|b| b.len() as u64),
+        }
     }
 
     /// True for an empty fixed body.
@@ -84,7 +122,7 @@ impl ResponseBody {
             Inner::Empty => Some(b""),
             Inner::Static(b) => Some(b),
             Inner::Bytes(b) => Some(b),
-            Inner::Stream(_) | Inner::Upgrade(_) => None,
+            Inner::Stream(_) | Inner::Sized(..) | Inner::File(..) | Inner::Upgrade(_) => None,
         }
     }
 }

@@ -334,3 +334,23 @@ pub(crate) fn peer_cred(fd: RawFd) -> io::Result<(u32, u32, u32)> {
     )?;
     Ok((cred.pid as u32, cred.uid, cred.gid))
 }
+
+/// `sendfile(2)` from `file` at `*offset` (advanced by what was sent) to the
+/// socket `out`, at most `count` bytes. The socket is non-blocking
+/// (`MSG_DONTWAIT` is not available here, so the caller's socket must be
+/// `O_NONBLOCK` or the call may block): `WouldBlock` when it is full.
+pub(crate) fn sendfile(
+    out: RawFd,
+    file: std::os::fd::BorrowedFd<'_>,
+    offset: &mut i64,
+    count: usize,
+) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut off: libc::off_t = *offset as libc::off_t;
+    // SAFETY: `off` is a live local the kernel updates; `file` is borrowed
+    // for the call, so its descriptor is open.
+    let n = unsafe { libc::sendfile(out, file.as_raw_fd(), &mut off, count) };
+    let n = cvt_size(n, "sendfile")?;
+    *offset = off as i64;
+    Ok(n)
+}

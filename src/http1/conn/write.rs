@@ -27,7 +27,15 @@ impl Conn<'_> {
         http10: bool,
         close_wanted: bool,
     ) -> io::Result<Written> {
-        let (parts, body) = resp.into_parts();
+        let (parts, mut body) = resp.into_parts();
+        // A stream whose handler declared its length is sent as one.
+        if matches!(body.0, Inner::Stream(_)) {
+            if let Some(n) = declared_length(&parts.headers) {
+                if let Inner::Stream(r) = std::mem::take(&mut body.0) {
+                    body.0 = Inner::Sized(r, n);
+                }
+            }
+        }
         let status = parts.status;
         let mut close = close_wanted || wants_close(&parts.headers) || status.is_informational();
         let no_body = status.is_informational()
@@ -43,11 +51,14 @@ impl Conn<'_> {
                     Framing::Length(declared_length(&parts.headers).unwrap_or(0))
                 }
                 Some(b) => Framing::Length(b.len() as u64),
-                None if http10 => {
-                    close = true;
-                    Framing::Close
-                }
-                None => Framing::Chunked,
+                None => match &body.0 {
+                    Inner::Sized(_, n) | Inner::File(_, n) => Framing::Length(*n),
+                    _ if http10 => {
+                        close = true;
+                        Framing::Close
+                    }
+                    _ => Framing::Chunked,
+                },
             }
         };
         let conn = if close {
@@ -79,7 +90,11 @@ impl Conn<'_> {
             });
         }
         let send_body = !is_head && !no_body;
-        if close && !(send_body && matches!(body.0, Inner::Stream(_))) {
+        let streamed = matches!(
+            body.0,
+            Inner::Stream(_) | Inner::Sized(..) | Inner::File(..)
+        );
+        if close && !(send_body && streamed) {
             // Head and fixed body in one send, then the close: let the FIN
             // ride with them.
             self.t.last_response();
@@ -90,6 +105,29 @@ impl Conn<'_> {
                 Ok(Written {
                     close: close || !complete,
                     complete,
+                })
+            }
+            Inner::Sized(reader, n) if send_body => {
+                let (complete, exact) = self.send_sized(reader, n)?;
+                Ok(Written {
+                    close: close || !exact,
+                    complete,
+                })
+            }
+            Inner::File(file, n) if send_body => {
+                self.flush_head()?;
+                let sent = self.t.send_file(&file, 0, n, self.cfg.write_timeout)?;
+                if sent < n {
+                    log::warn!(
+                        "[{}] response file ended {} bytes short of its length ({n}): closing \
+                         the connection",
+                        std::process::id(),
+                        n - sent
+                    );
+                }
+                Ok(Written {
+                    close: close || sent < n,
+                    complete: sent == n,
                 })
             }
             Inner::Static(b) if send_body => {
@@ -130,6 +168,77 @@ impl Conn<'_> {
         };
         self.wbuf = wbuf;
         r
+    }
+
+    /// Sends the head in `wbuf` as it is.
+    fn flush_head(&mut self) -> io::Result<()> {
+        let wbuf = std::mem::take(&mut self.wbuf);
+        let r = self.write(&[&wbuf]);
+        self.wbuf = wbuf;
+        r
+    }
+
+    /// Sends the head in `wbuf`, then exactly `len` bytes from `reader`.
+    /// Returns (the body went out whole, the reader had exactly `len`):
+    /// a short reader leaves the body incomplete, a long one is cut at
+    /// `len`; both close the connection, and the log says which.
+    fn send_sized(
+        &mut self,
+        mut reader: Box<dyn Read + Send>,
+        len: u64,
+    ) -> io::Result<(bool, bool)> {
+        self.flush_head()?;
+        let mut buf = std::mem::take(&mut self.stream_buf);
+        if buf.is_empty() {
+            buf = vec![0; STREAM_BUF];
+        }
+        let mut left = len;
+        let result = loop {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            // One more byte past the end tells a reader that runs long.
+            let want = if left == 0 { 1 } else { want };
+            let read = catch_unwind(AssertUnwindSafe(|| loop {
+                match reader.read(&mut buf[..want]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            }));
+            let pid = std::process::id();
+            match read {
+                Ok(Ok(0)) if left == 0 => break Ok((true, true)),
+                Ok(Ok(_)) if left == 0 => {
+                    log::warn!(
+                        "[{pid}] response body runs past its Content-Length ({len}): the rest \
+                         was not sent; closing the connection"
+                    );
+                    break Ok((true, false));
+                }
+                Ok(Ok(0)) => {
+                    log::warn!(
+                        "[{pid}] response body ended {left} bytes short of its Content-Length \
+                         ({len}): closing the connection"
+                    );
+                    break Ok((false, false));
+                }
+                Ok(Ok(n)) => {
+                    let n = n.min(want);
+                    if let Err(e) = self.write(&[&buf[..n]]) {
+                        break Err(e);
+                    }
+                    left -= n as u64;
+                }
+                Ok(Err(e)) => {
+                    log::warn!("[{pid}] response body reader failed: {e}: closing the connection");
+                    break Ok((false, false));
+                }
+                Err(_) => {
+                    log::warn!("[{pid}] response body reader panicked: closing the connection");
+                    break Ok((false, false));
+                }
+            }
+        };
+        self.stream_buf = buf;
+        result
     }
 
     /// Sends the head in `wbuf`, then the stream: chunked, or raw when `raw`.

@@ -16,13 +16,17 @@
 // dev-dependency (never one of the library's); a small `RUST_LOG` logger is
 // included below.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use grace::http1::{RequestBody, ResponseBody};
 use grace::{ListenAddr, Server, StopReason};
 use http::{Method, Request, Response, StatusCode};
+
+#[path = "common/logger.rs"]
+mod logger;
+use logger::init_logger;
 
 const USAGE: &str = "\
 grace demo server: zero-downtime restarts with SIGUSR2 or SIGHUP, graceful shutdown with
@@ -570,51 +574,6 @@ fn handle(
             "method not allowed\n".into(),
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
-    }
-}
-
-/// A minimal `RUST_LOG` logger to stderr (the demo keeps to the library's
-/// dependencies). `RUST_LOG` may be a level, or `target=level,...`; the most
-/// verbose level mentioned wins.
-struct StderrLogger;
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= log::max_level()
-    }
-
-    fn log(&self, r: &log::Record) {
-        if self.enabled(r.metadata()) {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            // One write(2) per line: generations share stderr during a
-            // handover, and a line written in pieces would interleave.
-            let line = format!(
-                "{}.{:03} {:5} {}: {}\n",
-                now.as_secs(),
-                now.subsec_millis(),
-                r.level(),
-                r.target(),
-                r.args()
-            );
-            let _ = io::stderr().lock().write_all(line.as_bytes());
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-fn init_logger() {
-    let spec = std::env::var("RUST_LOG").unwrap_or_default();
-    let level = spec
-        .split(',')
-        .filter_map(|part| part.rsplit('=').next())
-        .filter_map(|l| l.trim().parse::<log::LevelFilter>().ok())
-        .max()
-        .unwrap_or(log::LevelFilter::Info);
-    if log::set_logger(&StderrLogger).is_ok() {
-        log::set_max_level(level);
     }
 }
 

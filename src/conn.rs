@@ -83,6 +83,8 @@ pub struct Conn {
     info: OnceLock<ConnInfo>,
     /// `O_NONBLOCK` is set (for `sendfile`).
     nonblocking: bool,
+    /// How long `Read::read` and `Write::write` may wait.
+    io_timeout: std::time::Duration,
     drain_seen: bool,
     parking: Parking,
     /// The response being written is the last before the close: sends use
@@ -122,6 +124,7 @@ impl Conn {
             listener,
             info: OnceLock::new(),
             nonblocking: false,
+            io_timeout: std::time::Duration::from_secs(30),
             drain_seen: false,
             parking: Parking::Off,
             last_response: false,
@@ -152,6 +155,13 @@ impl Conn {
             listener: self.listener.clone(),
             generation: crate::listener::generation(),
         })
+    }
+
+    /// How long a [`Read::read`] or [`Write::write`] on the connection may
+    /// wait before it fails with [`io::ErrorKind::TimedOut`] (default 30 s).
+    /// The `_deadline` methods take their own.
+    pub fn set_io_timeout(&mut self, timeout: std::time::Duration) {
+        self.io_timeout = timeout;
     }
 
     /// A token that says when the server starts going away.
@@ -441,6 +451,31 @@ impl Drop for Conn {
     fn drop(&mut self) {
         self.reg.take();
         self.fd.take();
+    }
+}
+
+/// Reads with [`Conn::read_deadline`] and the connection's I/O timeout
+/// ([`Conn::set_io_timeout`]): a wrapped stream (TLS over the connection,
+/// say) uses these. After a hand-off from the idle poller with nothing to
+/// read, a read fails with [`io::ErrorKind::WouldBlock`] (park it again).
+impl io::Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let deadline = Instant::now() + self.io_timeout;
+        self.read_deadline(buf, deadline)
+    }
+}
+
+/// Writes all of each buffer with [`Conn::write_all_deadline`] and the
+/// connection's I/O timeout.
+impl io::Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let deadline = Instant::now() + self.io_timeout;
+        self.write_all_deadline(&[buf], deadline)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ use crate::http1::body::{read_body, BodyState, ReadBuf};
 use crate::http1::head::{parse_head, Head, HttpError};
 use crate::http1::response::Inner;
 use crate::http1::{ConnStats, Handler, HttpConfig, Idle, RequestBody, Transport};
+use crate::protocol::Served;
 
 mod write;
 
@@ -38,16 +39,18 @@ pub fn serve_connection<T: Transport, H: Handler + ?Sized>(
     cfg: &HttpConfig,
 ) -> ConnStats {
     let mut session = Session::new();
-    if let Step::Park = serve_ready(t, handler, cfg, &mut session) {
+    if let Served::Park = serve_ready(t, handler, cfg, &mut session) {
         t.close(None);
     }
     session.stats
 }
 
 /// A connection's HTTP state between requests: all that is kept while the
-/// connection is parked (its buffers belong to the thread serving it).
+/// connection is parked (its buffers belong to the thread serving it). The
+/// `Session` of a [`crate::Protocol`] that serves HTTP/1.1 over a wrapped
+/// stream (TLS, say) holds one, and passes it to [`serve_ready`].
 #[derive(Debug)]
-pub(crate) struct Session {
+pub struct Session {
     accepted: Instant,
     /// No request head read yet: the head deadline counts from `accepted`.
     first: bool,
@@ -56,8 +59,15 @@ pub(crate) struct Session {
     pub(crate) stats: ConnStats,
 }
 
+impl Default for Session {
+    fn default() -> Self {
+        Session::new()
+    }
+}
+
 impl Session {
-    pub(crate) fn new() -> Session {
+    /// The state of a connection accepted now.
+    pub fn new() -> Session {
         Session {
             accepted: Instant::now(),
             first: true,
@@ -68,7 +78,7 @@ impl Session {
 
     /// When a parked connection that has sent nothing must be closed: the
     /// first head's deadline for a new connection, else the idle timeout.
-    pub(crate) fn idle_deadline(&self, cfg: &HttpConfig, now: Instant) -> Instant {
+    pub fn idle_deadline(&self, cfg: &HttpConfig, now: Instant) -> Instant {
         if self.first {
             self.accepted + cfg.head_timeout
         } else {
@@ -77,12 +87,11 @@ impl Session {
     }
 }
 
-/// How [`serve_ready`] left the connection.
-pub(crate) enum Step {
-    /// Between requests with nothing to read: park it until readable.
-    Park,
-    /// Closed.
-    Closed,
+impl Session {
+    /// What happened on the connection so far.
+    pub fn stats(&self) -> &ConnStats {
+        &self.stats
+    }
 }
 
 /// A thread's buffers, reused by every connection it serves.
@@ -96,15 +105,18 @@ thread_local! {
     static BUFS: Cell<Option<Bufs>> = const { Cell::new(None) };
 }
 
-/// Serves requests on `t` while it has them; returns [`Step::Park`] when the
-/// transport asks to park between requests, or [`Step::Closed`] once the
-/// connection is closed (as [`serve_connection`] closes it).
-pub(crate) fn serve_ready<T: Transport, H: Handler + ?Sized>(
+/// Serves requests on `t` while it has them: what a [`crate::Protocol`]
+/// serving HTTP/1.1 calls from its `serve`. Returns [`Served::Park`] when
+/// the transport asks to park between requests ([`Idle::Park`], or a read
+/// that fails with `WouldBlock` before a request's first byte), or
+/// [`Served::Close`] once the connection is closed (as [`serve_connection`]
+/// closes it).
+pub fn serve_ready<T: Transport, H: Handler + ?Sized>(
     t: &mut T,
     handler: &H,
     cfg: &HttpConfig,
     session: &mut Session,
-) -> Step {
+) -> Served {
     let max_buf = cfg
         .max_head_bytes
         .max(cfg.max_chunk_ext_len.saturating_add(64))
@@ -149,10 +161,10 @@ pub(crate) fn serve_ready<T: Transport, H: Handler + ?Sized>(
         }))
     });
     match next {
-        Next::KeepAlive => Step::Park,
+        Next::KeepAlive => Served::Park,
         Next::Close { linger } => {
             t.close(linger.then(|| Instant::now() + cfg.linger_timeout));
-            Step::Closed
+            Served::Close
         }
     }
 }

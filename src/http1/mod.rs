@@ -35,7 +35,7 @@ mod upgrade;
 
 pub use body::{BodyError, RequestBody};
 pub use chunked::ChunkedDecoder;
-pub use conn::serve_connection;
+pub use conn::{serve_connection, serve_ready, Session};
 pub use head::{parse_head, Framing, Head, HttpError};
 pub use mem::MemTransport;
 pub use response::ResponseBody;

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::conn::Conn;
-use crate::http1::conn::{serve_ready, Session, Step};
+use crate::http1::conn::{serve_ready, Session};
 use crate::http1::{Handler, HttpConfig};
 use crate::protocol::{Protocol, Served};
 use crate::server::{Outcome, Server};
@@ -23,10 +23,7 @@ impl<H: Handler> Protocol for Http1<H> {
     }
 
     fn serve(&self, conn: &mut Conn, session: &mut Session) -> Served {
-        match serve_ready(conn, &self.handler, &self.cfg, session) {
-            Step::Park => Served::Park,
-            Step::Closed => Served::Close,
-        }
+        serve_ready(conn, &self.handler, &self.cfg, session)
     }
 
     fn idle_deadline(&self, session: &Session, now: Instant) -> Instant {

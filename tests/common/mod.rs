@@ -28,7 +28,7 @@ pub fn echo() -> &'static str {
 /// test binaries (`target/<profile>/examples/`, the test being in
 /// `target/<profile>/deps/`). The demos are examples rather than `[[bin]]`s
 /// so that `cargo install grace` installs nothing.
-fn example(name: &str) -> String {
+pub fn example(name: &str) -> String {
     let exe = std::env::current_exe().expect("the test binary's path");
     let profile_dir = exe
         .parent()

@@ -97,7 +97,8 @@ ROUTES:
   GET /events?ms=N         server-sent events every N ms; ends cleanly when the server drains
   GET /ws                  a WebSocket echo; on a restart or shutdown it closes with code 1012
   GET /sized?bytes=N       N bytes (byte i = i % 251) from a stream, with Content-Length;
-                           &short=K / &long=K: the stream gives K bytes fewer / more
+                           &short=K / &long=K: the stream gives K bytes fewer / more;
+                           &chunked=1: the same bytes as a chunked stream
   GET /file?bytes=N        a file of N such bytes, sent with sendfile(2)
   POST /echo?max=N         413 if the body is over N bytes
   GET /debug/fds           this process's open fds and what they point at
@@ -497,10 +498,13 @@ fn handle(
             let bytes = query(&req, "bytes").unwrap_or(1024).min(1 << 34);
             let short = query(&req, "short").unwrap_or(0).min(bytes);
             let long = query(&req, "long").unwrap_or(0);
-            Response::new(ResponseBody::sized(
-                Pattern::new(bytes - short + long),
-                bytes,
-            ))
+            let pattern = Pattern::new(bytes - short + long);
+            if query(&req, "chunked") == Some(1) {
+                // The same bytes as a plain (chunked) stream, for comparison.
+                Response::new(ResponseBody::stream(pattern))
+            } else {
+                Response::new(ResponseBody::sized(pattern, bytes))
+            }
         }
         // A file of N bytes (the pattern), sent with sendfile(2).
         (Method::GET | Method::HEAD, "/file") => {

@@ -13,12 +13,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 DUR=${DUR:-5s}
-cargo build --release --example hello --example tls >/dev/null
+cargo build --release --example hello --example tls >/dev/null 2>&1
 HELLO=$PWD/target/release/examples/hello
 TLS=$PWD/target/release/examples/tls
 PORT=${PORT:-18131}
 OUT=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$OUT"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$OUT"' EXIT
 ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
 hz=$(getconf CLK_TCK)
 
@@ -76,7 +76,13 @@ for i in $(seq "$RUNS"); do
     taskset -c 1 wrk -t1 -c16 -d"$DUR" -H "Connection: close" "https://127.0.0.1:$PORT/" >"$OUT/tls-$i" 2>&1
     c1=$(ticks $S)
     read -r rps _ < <(summary "$OUT/tls-$i")
-    python3 -c "import sys; r=float('$rps'); cpu=($c1-$c0)*1e6/$hz; print(f'| rsa2048 | $i | {r:.0f} | {cpu/(r*float('${DUR%s}')):.0f} |')"
+    python3 - "$rps" "$c0" "$c1" "$hz" "${DUR%s}" "$i" <<'PY'
+import sys
+rps, c0, c1, hz, secs, i = sys.argv[1:]
+r = float(rps)
+cpu_us = (int(c1) - int(c0)) * 1e6 / int(hz)
+print(f"| rsa2048 | {i} | {r:.0f} | {cpu_us / (r * float(secs)):.0f} |")
+PY
 done
 grep -h "Socket errors\|Non-2xx" "$OUT"/* || echo "(no socket errors, no non-2xx responses)"
 kill -TERM $S; wait $S || true

@@ -83,6 +83,8 @@ pub struct Conn {
     info: OnceLock<ConnInfo>,
     /// `O_NONBLOCK` is set (for `sendfile`).
     nonblocking: bool,
+    /// `TCP_NODELAY` is set (see [`Conn::stream_begins`]).
+    nodelay: bool,
     /// How long `Read::read` and `Write::write` may wait.
     io_timeout: std::time::Duration,
     drain_seen: bool,
@@ -124,6 +126,7 @@ impl Conn {
             listener,
             info: OnceLock::new(),
             nonblocking: false,
+            nodelay: false,
             io_timeout: std::time::Duration::from_secs(30),
             drain_seen: false,
             parking: Parking::Off,
@@ -300,6 +303,21 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Many writes follow (a streamed body, an upgraded protocol): sets
+    /// `TCP_NODELAY` on a TCP connection, once, so that each write leaves at
+    /// once. Without it the last, small write of a stream (a chunked body's
+    /// terminator) waits for the peer's delayed ACK, 40 ms on Linux. A
+    /// fixed response needs none of this: it goes out in one send.
+    pub fn stream_begins(&mut self) {
+        if self.nodelay || !matches!(self.peer, SockAddr::Inet(_)) {
+            return;
+        }
+        self.nodelay = true;
+        if let Err(e) = sys::setsockopt_int(self.raw(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1) {
+            log::debug!("[{}] TCP_NODELAY: {e}", sys::getpid());
+        }
     }
 
     /// Sends `len` bytes of `file` from `offset` with `sendfile(2)`: the

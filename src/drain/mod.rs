@@ -200,6 +200,11 @@ impl Tracker {
         self.upgraded.load(Ordering::Acquire)
     }
 
+    /// Upgraded connections when the last drain started.
+    pub(crate) fn upgraded_at_drain(&self) -> usize {
+        self.upgraded_at_drain.load(Ordering::Relaxed)
+    }
+
     /// Connections accepted since start.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
@@ -479,7 +484,7 @@ impl Tracker {
         let mut stats = DrainStats {
             open_at_start: counts.0,
             busy_at_start: counts.1,
-            upgraded_at_start: self.upgraded_at_drain.load(Ordering::Relaxed),
+            upgraded_at_start: self.upgraded_at_drain(),
             ..DrainStats::default()
         };
         let empty = self.wait_empty_in(started + stop_timeout, Some(epoch));

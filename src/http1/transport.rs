@@ -83,6 +83,11 @@ pub trait Transport {
         Ok(sent)
     }
 
+    /// A body of many writes begins (a stream, a file, an upgraded
+    /// protocol): each write should leave at once. The server's socket sets
+    /// `TCP_NODELAY`. Default: nothing.
+    fn stream_begins(&mut self) {}
+
     /// The connection switched protocols (a `101` was written): from now on
     /// it stays with the calling thread ([`Transport::wait_idle`] waits
     /// here, and reports the drain once, instead of parking) and the drain
@@ -146,6 +151,10 @@ impl Transport for Conn {
         stall: std::time::Duration,
     ) -> io::Result<u64> {
         Conn::send_file(self, file, offset, len, stall)
+    }
+
+    fn stream_begins(&mut self) {
+        Conn::stream_begins(self);
     }
 
     fn upgrade(&mut self) {

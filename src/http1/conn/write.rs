@@ -115,6 +115,7 @@ impl Conn<'_> {
                 })
             }
             Inner::File(file, n) if send_body => {
+                self.t.stream_begins();
                 self.flush_head()?;
                 let sent = self.t.send_file(&file, 0, n, self.cfg.write_timeout)?;
                 if sent < n {
@@ -187,6 +188,7 @@ impl Conn<'_> {
         mut reader: Box<dyn Read + Send>,
         len: u64,
     ) -> io::Result<(bool, bool)> {
+        self.t.stream_begins();
         self.flush_head()?;
         let mut buf = std::mem::take(&mut self.stream_buf);
         if buf.is_empty() {
@@ -248,6 +250,7 @@ impl Conn<'_> {
         mut reader: Box<dyn Read + Send>,
         raw: bool,
     ) -> io::Result<bool> {
+        self.t.stream_begins();
         let wbuf = std::mem::take(&mut self.wbuf);
         let r = self.write(&[&wbuf]);
         self.wbuf = wbuf;
@@ -394,6 +397,7 @@ impl Conn<'_> {
         self.t.set_busy(false);
         self.busy = false;
         self.t.upgrade();
+        self.t.stream_begins();
         let up = Upgraded::new(&mut *self.t, pending, self.cfg.write_timeout);
         if catch_unwind(AssertUnwindSafe(|| on_upgrade(up))).is_err() {
             log::warn!(

@@ -133,7 +133,7 @@ impl ControlLoop<'_> {
                 let _ = tx.send(Control::Drained(stats, epoch));
                 return;
             };
-            let upgraded = match tracker.upgraded() {
+            let upgraded = match tracker.upgraded_at_drain() {
                 0 => String::new(),
                 n => format!(", {n} upgraded"),
             };

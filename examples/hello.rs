@@ -79,6 +79,9 @@ OPTIONS:
   --upgrade-timeout-ms N   a new process must be ready within N ms (default 60000)
   --max-body-bytes N       largest request body (default 16 MiB)
   --stack-kb N             connection thread stack size (default 256)
+  --threads SHAPE          per-request (default): a thread while a connection has a request,
+                           idle connections parked in one epoll set; per-connection: a thread
+                           owns each connection from accept to close
   --greeting TEXT          what GET / answers (default \"hello\")
   --refuse-upgrade-if PATH the pre-upgrade hook fails while PATH exists
   --no-raise-nofile        keep the soft RLIMIT_NOFILE as it is
@@ -176,6 +179,13 @@ fn parse_args() -> Result<Args, String> {
             "--upgrade-timeout-ms" => a.cfg.upgrade_timeout = ms(&value)?,
             "--max-body-bytes" => a.http.max_body_bytes = num(&value)?,
             "--stack-kb" => a.cfg.thread_stack_size = num(&value)? as usize * 1024,
+            "--threads" => {
+                a.http.threads = match value.as_str() {
+                    "per-request" => grace::http1::Threads::PerRequest,
+                    "per-connection" => grace::http1::Threads::PerConnection,
+                    _ => return Err(format!("--threads {value}: per-request or per-connection")),
+                }
+            }
             "--greeting" => a.greeting = value,
             "--refuse-upgrade-if" => a.refuse_upgrade_if = Some(PathBuf::from(value)),
             _ => return Err(format!("unknown flag {flag}")),
@@ -209,6 +219,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--upgrade-timeout-ms",
     "--max-body-bytes",
     "--stack-kb",
+    "--threads",
     "--greeting",
     "--refuse-upgrade-if",
 ];

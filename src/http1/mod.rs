@@ -75,6 +75,27 @@ pub struct HttpConfig {
     pub drain_grace: Duration,
     /// How long a polite close waits for the peer's end of stream.
     pub linger_timeout: Duration,
+    /// How threads serve connections (see [`Threads`]). Default: a thread
+    /// per request, idle connections parked.
+    pub threads: Threads,
+}
+
+/// How [`crate::Server::serve_http`] gives connections threads. Both keep
+/// every guarantee: the drain, the keep-alive race handling, the zero-loss
+/// restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Threads {
+    /// A thread while a connection has a request to serve; between
+    /// requests it waits in the idle poller (one epoll set for all), so an
+    /// idle keep-alive connection holds no thread. The default.
+    #[default]
+    PerRequest,
+    /// A thread owns its connection from accept to close and waits for the
+    /// next request in `poll` on the socket and the drain fd: the classic
+    /// thread-per-connection shape, one thread (and its stack) per open
+    /// connection, no hand-off between threads.
+    PerConnection,
 }
 
 impl Default for HttpConfig {
@@ -92,6 +113,7 @@ impl Default for HttpConfig {
             write_timeout: Duration::from_secs(30),
             drain_grace: Duration::from_secs(1),
             linger_timeout: Duration::from_secs(2),
+            threads: Threads::PerRequest,
         }
     }
 }

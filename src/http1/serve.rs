@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use crate::conn::Conn;
 use crate::http1::conn::{serve_ready, Session};
-use crate::http1::{Handler, HttpConfig};
-use crate::protocol::{Protocol, Served};
+use crate::http1::{Handler, HttpConfig, Threads};
+use crate::protocol::{serve_whole, Protocol, Served};
 use crate::server::{Outcome, Server};
 
 /// HTTP/1.1 with a handler and its settings, parked between requests.
@@ -44,12 +44,29 @@ impl<H: Handler> Protocol for Http1<H> {
 }
 
 impl Server {
-    /// Serves HTTP/1.1 with `handler` until shut down or replaced, a thread
-    /// per request: between requests a connection is parked with the idle
-    /// poller, so idle keep-alive connections hold no threads (see
-    /// [`Server::serve_parked`]).
+    /// Serves HTTP/1.1 with `handler` until shut down or replaced. With
+    /// [`Threads::PerRequest`] (the default) a connection has a thread while
+    /// it has a request, and is parked with the idle poller in between, so
+    /// idle keep-alive connections hold no threads ([`Server::serve_parked`]);
+    /// with [`Threads::PerConnection`] a thread serves a connection for its
+    /// whole life ([`Server::serve_connections`]).
     pub fn serve_http<H: Handler>(self, handler: H, http: HttpConfig) -> std::io::Result<Outcome> {
-        self.serve_parked(Http1 { handler, cfg: http })
+        log::debug!(
+            "[{}] serving HTTP/1.1 with {}",
+            crate::sys::getpid(),
+            match http.threads {
+                Threads::PerConnection => "a thread per connection",
+                _ => "a thread per request, idle connections parked",
+            }
+        );
+        match http.threads {
+            Threads::PerConnection => {
+                self.set_defer_accept();
+                let proto = Http1 { handler, cfg: http };
+                self.serve_connections(move |conn| serve_whole(&proto, conn))
+            }
+            _ => self.serve_parked(Http1 { handler, cfg: http }),
+        }
     }
 }
 

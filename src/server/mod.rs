@@ -145,17 +145,7 @@ impl Server {
     /// (`src/park/`), so idle keep-alive connections hold no threads.
     pub fn serve_parked<P: Protocol>(self, proto: P) -> io::Result<Outcome> {
         if proto.client_speaks_first() {
-            if let Some(wait) = self.cfg.defer_accept {
-                for l in self.listeners.iter() {
-                    if let Err(e) = l.set_defer_accept(wait) {
-                        log::warn!(
-                            "[{}] cannot set TCP_DEFER_ACCEPT on {}: {e}",
-                            sys::getpid(),
-                            l.local_addr()
-                        );
-                    }
-                }
-            }
+            self.set_defer_accept();
         }
         let proto = Arc::new(proto);
         let lot = ParkLot::new(self.tracker.clone(), proto.clone())?;
@@ -205,6 +195,23 @@ impl Server {
         let result = self.serve_with(dispatch, None);
         drop(pool);
         result
+    }
+
+    /// Sets `TCP_DEFER_ACCEPT` on the TCP listeners, as
+    /// [`ServerConfig::defer_accept`] says: for protocols whose client
+    /// speaks first.
+    pub(crate) fn set_defer_accept(&self) {
+        if let Some(wait) = self.cfg.defer_accept {
+            for l in self.listeners.iter() {
+                if let Err(e) = l.set_defer_accept(wait) {
+                    log::warn!(
+                        "[{}] cannot set TCP_DEFER_ACCEPT on {}: {e}",
+                        sys::getpid(),
+                        l.local_addr()
+                    );
+                }
+            }
+        }
     }
 
     fn pool<J: Send + 'static>(&self, work: crate::pool::Work<J>) -> Pool<J> {

@@ -328,6 +328,10 @@ impl Server {
     }
 
     /// Starts `bin` with `args` and extra environment variables.
+    ///
+    /// `GRACE_TEST_THREADS=per-connection` (or `per-request`) runs the HTTP
+    /// demo in that thread shape wherever a test does not choose one: CI
+    /// runs the restart and drain suites once more that way.
     pub fn start_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = TempDir::new("srv");
         let pid_file = dir.path().join("server.pid");
@@ -335,9 +339,27 @@ impl Server {
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
+        let mut shape = None;
+        if let Ok(s) = std::env::var("GRACE_TEST_THREADS") {
+            if bin == hello() && !args.contains(&"--threads") {
+                cmd.args(["--threads", &s]);
+                shape = Some(s);
+            }
+        }
         cmd.arg("--pid-file").arg(&pid_file).args(args);
         cmd.envs(env.iter().copied());
-        Server::from_command(cmd, dir, pid_file)
+        let s = Server::from_command(cmd, dir, pid_file);
+        // (The line is at debug level: checked under the harness's default
+        // RUST_LOG=trace only.)
+        if let Some(shape) = shape.filter(|_| std::env::var_os("RUST_LOG").is_none()) {
+            // The shape asked for is the one serving (a debug log line).
+            let want = match shape.as_str() {
+                "per-connection" => "serving HTTP/1.1 with a thread per connection",
+                _ => "serving HTTP/1.1 with a thread per request",
+            };
+            s.log.wait_line(want, 0, Duration::from_secs(20));
+        }
+        s
     }
 
     /// Starts a prepared command (which must pass `--pid-file pid_file`).

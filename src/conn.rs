@@ -49,6 +49,21 @@ pub enum Idle {
 /// A connection's two ends, as a handler finds them in a request's
 /// extensions (`req.extensions().get::<ConnInfo>()`) or [`Conn::info`]
 /// gives them.
+///
+/// ```no_run
+/// use grace::http::{Request, Response};
+/// use grace::http1::{RequestBody, ResponseBody};
+/// use grace::{ConnInfo, SockAddr};
+///
+/// fn whoami(req: Request<RequestBody>) -> Response<ResponseBody> {
+///     let body = match req.extensions().get::<ConnInfo>() {
+///         Some(ConnInfo { peer: SockAddr::Inet(a), .. }) => format!("you are {a}\n"),
+///         Some(info) => format!("you came in on {}\n", info.listener),
+///         None => "no connection\n".to_string(),
+///     };
+///     Response::new(body.into())
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConnInfo {
@@ -160,7 +175,7 @@ impl Conn {
         })
     }
 
-    /// How long a [`Read::read`] or [`Write::write`] on the connection may
+    /// How long a [`io::Read::read`] or [`io::Write::write`] on the connection may
     /// wait before it fails with [`io::ErrorKind::TimedOut`] (default 30 s).
     /// The `_deadline` methods take their own.
     pub fn set_io_timeout(&mut self, timeout: std::time::Duration) {

@@ -33,6 +33,21 @@ pub use tracked::{Trackable, Tracked};
 ///
 /// Every request of [`crate::Server::serve_http`] carries one in its
 /// extensions; [`crate::Handle::drain_token`] gives one to any thread.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use grace::http::{Request, Response};
+/// use grace::http1::{RequestBody, ResponseBody};
+/// use grace::DrainToken;
+///
+/// /// A long poll: answers when there is news, or at once when the server
+/// /// starts going away (rather than being cut at the stop timeout).
+/// fn long_poll(req: Request<RequestBody>) -> Response<ResponseBody> {
+///     let token = req.extensions().get::<DrainToken>().cloned();
+///     let leaving = token.is_some_and(|t| t.wait(Duration::from_secs(25)));
+///     Response::new(if leaving { "reconnect\n" } else { "no news\n" }.into())
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct DrainToken {
     tracker: Arc<Tracker>,

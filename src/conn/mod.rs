@@ -18,9 +18,14 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use crate::drain::{ConnState, DrainToken, Registration};
+use crate::drain::{ConnState, Registration};
 use crate::sys;
 pub use crate::sys::SockAddr;
+
+mod info;
+mod stream;
+
+pub use info::ConnInfo;
 
 /// What a wait for the next request on an idle connection ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,40 +49,6 @@ pub enum Idle {
     /// connections served by [`crate::Server::serve_parked`] (and so
     /// [`crate::Server::serve_http`]) return it.
     Park,
-}
-
-/// A connection's two ends, as a handler finds them in a request's
-/// extensions (`req.extensions().get::<ConnInfo>()`) or [`Conn::info`]
-/// gives them.
-///
-/// ```no_run
-/// use grace::http::{Request, Response};
-/// use grace::http1::{RequestBody, ResponseBody};
-/// use grace::{ConnInfo, SockAddr};
-///
-/// fn whoami(req: Request<RequestBody>) -> Response<ResponseBody> {
-///     let body = match req.extensions().get::<ConnInfo>() {
-///         Some(ConnInfo { peer: SockAddr::Inet(a), .. }) => format!("you are {a}\n"),
-///         Some(info) => format!("you came in on {}\n", info.listener),
-///         None => "no connection\n".to_string(),
-///     };
-///     Response::new(body.into())
-/// }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ConnInfo {
-    /// The client's address: its `getpeername` (for a Unix client usually
-    /// unnamed: [`SockAddr::Other`]).
-    pub peer: SockAddr,
-    /// This end's address: the connection's `getsockname` (for a wildcard
-    /// listener, the address the client connected to).
-    pub local: SockAddr,
-    /// The name of the listener that accepted it (`LISTEN_FDNAMES` style:
-    /// `127.0.0.1_8080` for one grace bound, or the name systemd gave).
-    pub listener: Arc<str>,
-    /// The generation of the process that accepted it.
-    pub generation: u64,
 }
 
 /// How much a lingering close reads and discards at most.
@@ -162,29 +133,6 @@ impl Conn {
     /// The peer's address (`SockAddr::Other` for an unnamed Unix peer).
     pub fn peer_addr(&self) -> &SockAddr {
         &self.peer
-    }
-
-    /// Who is at both ends, through which listener, in which generation.
-    /// The local address is asked of the kernel once (`getsockname`).
-    pub fn info(&self) -> &ConnInfo {
-        self.info.get_or_init(|| ConnInfo {
-            peer: self.peer.clone(),
-            local: sys::getsockname(self.raw()).unwrap_or(SockAddr::Other),
-            listener: self.listener.clone(),
-            generation: crate::listener::generation(),
-        })
-    }
-
-    /// How long a [`io::Read::read`] or [`io::Write::write`] on the connection may
-    /// wait before it fails with [`io::ErrorKind::TimedOut`] (default 30 s).
-    /// The `_deadline` methods take their own.
-    pub fn set_io_timeout(&mut self, timeout: std::time::Duration) {
-        self.io_timeout = timeout;
-    }
-
-    /// A token that says when the server starts going away.
-    pub fn drain_token(&self) -> Option<DrainToken> {
-        self.reg.as_ref().map(|r| r.tracker().drain_token())
     }
 
     /// Sets the connection's state for the drain's bookkeeping.
@@ -320,59 +268,6 @@ impl Conn {
         Ok(())
     }
 
-    /// Many writes follow (a streamed body, an upgraded protocol): sets
-    /// `TCP_NODELAY` on a TCP connection, once, so that each write leaves at
-    /// once. Without it the last, small write of a stream (a chunked body's
-    /// terminator) waits for the peer's delayed ACK, 40 ms on Linux. A
-    /// fixed response needs none of this: it goes out in one send.
-    pub fn stream_begins(&mut self) {
-        if self.nodelay || !matches!(self.peer, SockAddr::Inet(_)) {
-            return;
-        }
-        self.nodelay = true;
-        if let Err(e) = sys::setsockopt_int(self.raw(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1) {
-            log::debug!("[{}] TCP_NODELAY: {e}", sys::getpid());
-        }
-    }
-
-    /// Sends `len` bytes of `file` from `offset` with `sendfile(2)`: the
-    /// kernel copies from the page cache to the socket, never through this
-    /// process. Waits at most `stall` for room each time the socket buffer is
-    /// full. Returns the bytes sent, fewer than `len` only if the file is
-    /// shorter.
-    pub fn send_file(
-        &mut self,
-        file: &std::fs::File,
-        offset: u64,
-        len: u64,
-        stall: std::time::Duration,
-    ) -> io::Result<u64> {
-        use std::os::fd::AsFd;
-        if !self.nonblocking {
-            // sendfile has no MSG_DONTWAIT; every other call passes it, so
-            // O_NONBLOCK can stay on for the connection's life.
-            sys::set_nonblocking(self.raw(), true)?;
-            self.nonblocking = true;
-        }
-        let mut off = offset as i64;
-        let mut sent = 0u64;
-        while sent < len {
-            let want = usize::try_from(len - sent)
-                .unwrap_or(usize::MAX)
-                .min(1 << 30);
-            match sys::sendfile(self.raw(), file.as_fd(), &mut off, want) {
-                Ok(0) => break,
-                Ok(n) => sent += n as u64,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(libc::POLLOUT, Instant::now() + stall)?
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(sent)
-    }
-
     /// Waits for the first byte of the next request, the peer's close, the
     /// deadline, or (once) the start of a drain. A connection the server
     /// parks between requests returns [`Idle::Park`] instead of waiting.
@@ -484,31 +379,6 @@ impl Drop for Conn {
     fn drop(&mut self) {
         self.reg.take();
         self.fd.take();
-    }
-}
-
-/// Reads with [`Conn::read_deadline`] and the connection's I/O timeout
-/// ([`Conn::set_io_timeout`]): a wrapped stream (TLS over the connection,
-/// say) uses these. After a hand-off from the idle poller with nothing to
-/// read, a read fails with [`io::ErrorKind::WouldBlock`] (park it again).
-impl io::Read for Conn {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let deadline = Instant::now() + self.io_timeout;
-        self.read_deadline(buf, deadline)
-    }
-}
-
-/// Writes all of each buffer with [`Conn::write_all_deadline`] and the
-/// connection's I/O timeout.
-impl io::Write for Conn {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let deadline = Instant::now() + self.io_timeout;
-        self.write_all_deadline(&[buf], deadline)?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

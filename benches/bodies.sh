@@ -3,8 +3,11 @@
 # embedding programs). The server on CPU 0, wrk on CPU 1, keep-alive, c4:
 #   - GET /file?bytes=N   (ResponseBody::file: sendfile(2))
 #   - GET /sized?bytes=N&chunked=1 (ResponseBody::stream: 16 KiB reads, chunked)
+#   - hyper + tokio (benches/peers hyper-hello) serving the same file with
+#     tokio::fs, 16 KiB reads, Content-Length
 # for N = 1 MiB and 64 MiB, RUNS interleaved runs of DUR each, reporting
 # req/s, MB/s and the server's CPU time per MB (utime+stime from /proc).
+# The peer is built here (cargo build --release in benches/peers).
 # Then TLS (examples/tls.rs): wrk with `Connection: close`, so every request
 # is a new handshake: handshakes/s and server CPU per handshake.
 #
@@ -14,6 +17,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 DUR=${DUR:-5s}
 cargo build --release --example hello --example tls >/dev/null 2>&1
+cargo build --release --manifest-path benches/peers/Cargo.toml >/dev/null 2>&1
 HELLO=$PWD/target/release/examples/hello
 TLS=$PWD/target/release/examples/tls
 PORT=${PORT:-18131}
@@ -43,24 +47,37 @@ print(f"{float(rps):.1f} {mb:.0f} {cpu_ms / (mb * secs):.3f}")
 PY
 }
 
+HYPER=${HYPER_BIN:-$PWD/benches/peers/target/release/hyper-hello}
+HPORT=$((PORT + 1))
 taskset -c 0 "$HELLO" --listen 127.0.0.1:$PORT 2>"$OUT/hello.log" &
 H=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.05; done
 for n in 1048576 67108864; do curl -s -o /dev/null "http://127.0.0.1:$PORT/file?bytes=$n"; done
+Y=
+if [ -x "$HYPER" ]; then
+    taskset -c 0 "$HYPER" 127.0.0.1:$HPORT 2>"$OUT/hyper.log" &
+    Y=$!
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HPORT/" >/dev/null && break; sleep 0.05; done
+fi
 echo "| body | size | run | req/s | MB/s | server CPU ms per MB |"
 echo "|---|---|---|---|---|---|"
 for n in 1048576 67108864; do
     size=$(( n >> 20 )) 
     for i in $(seq "$RUNS"); do
-        for kind in file stream; do
-            if [ $kind = file ]; then url="http://127.0.0.1:$PORT/file?bytes=$n";
-            else url="http://127.0.0.1:$PORT/sized?bytes=$n&chunked=1"; fi
-            read -r rps mbs cpu < <(run_cell "$kind-$n-$i" "$url" $H)
+        for kind in file stream hyper; do
+            pid=$H
+            case $kind in
+                file) url="http://127.0.0.1:$PORT/file?bytes=$n" ;;
+                stream) url="http://127.0.0.1:$PORT/sized?bytes=$n&chunked=1" ;;
+                hyper) [ -n "$Y" ] || continue; pid=$Y; url="http://127.0.0.1:$HPORT/file?bytes=$n" ;;
+            esac
+            read -r rps mbs cpu < <(run_cell "$kind-$n-$i" "$url" $pid)
             echo "| $kind | ${size} MiB | $i | $rps | $mbs | $cpu |"
         done
     done
 done
 kill -TERM $H; wait $H || true
+[ -z "$Y" ] || { kill $Y; wait $Y || true; }
 
 # TLS handshakes: a fresh certificate (openssl), Connection: close.
 openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -days 1 \

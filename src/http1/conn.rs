@@ -106,7 +106,12 @@ thread_local! {
 }
 
 /// Serves requests on `t` while it has them: what a [`crate::Protocol`]
-/// serving HTTP/1.1 calls from its `serve`. Returns [`Served::Park`] when
+/// serving HTTP/1.1 calls from its `serve`. This is how HTTP/1.1 runs over
+/// a wrapped stream (TLS, say) and keeps idle parking and the drain: the
+/// protocol's session holds the wrapper's state and a [`Session`], and
+/// `serve` builds a [`Transport`] over the connection and the wrapper
+/// whose `wait_idle` passes the connection's [`Idle::Park`] up when the
+/// wrapper has nothing buffered. `examples/tls.rs` does it with rustls. Returns [`Served::Park`] when
 /// the transport asks to park between requests ([`Idle::Park`], or a read
 /// that fails with `WouldBlock` before a request's first byte), or
 /// [`Served::Close`] once the connection is closed (as [`serve_connection`]

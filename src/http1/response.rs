@@ -50,6 +50,16 @@ impl ResponseBody {
     /// after what it gave (the client sees fewer bytes than promised, not a
     /// hang); if it has more, only `len` bytes are sent and the connection
     /// is closed. Either way the log says so.
+    ///
+    /// ```no_run
+    /// use grace::http::Response;
+    /// use grace::http1::ResponseBody;
+    ///
+    /// fn report(csv: std::process::ChildStdout, len: u64) -> Response<ResponseBody> {
+    ///     // A generator's output whose length is known in advance.
+    ///     Response::new(ResponseBody::sized(csv, len))
+    /// }
+    /// ```
     pub fn sized(r: impl Read + Send + 'static, len: u64) -> Self {
         ResponseBody(Inner::Sized(Box::new(r), len))
     }

@@ -2,14 +2,21 @@
 //!
 //! `hyper-hello 127.0.0.1:PORT`. Multi-thread runtime with the default worker
 //! count (the CPUs this process may run on: 1 under `taskset -c 0`), HTTP/1.1
-//! only, keep-alive on. Routes: `GET /` -> `hello\n`, `GET /sleep?ms=N`.
+//! only, keep-alive on. Routes: `GET /` -> `hello\n`, `GET /sleep?ms=N`,
+//! `GET /file?bytes=N` (the file grace's demo wrote for the same N, in
+//! `$TMPDIR/grace-hello-files/`, streamed with `tokio::fs` in 16 KiB reads,
+//! with `Content-Length`, as a hyper program serves a file).
 //! hyper adds `Date` and `Content-Length` itself.
 
 use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
+use bytes::{Bytes, BytesMut};
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Frame};
+use tokio::io::{AsyncRead, ReadBuf};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{header, Method, Request, Response, StatusCode};
@@ -27,7 +34,64 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     r
 }
 
-async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// A file as a body: 16 KiB reads through `tokio::fs`.
+struct FileBody {
+    file: tokio::fs::File,
+    left: u64,
+}
+
+impl Body for FileBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let want = self.left.min(16 * 1024) as usize;
+        let mut buf = BytesMut::zeroed(want);
+        let mut rb = ReadBuf::new(&mut buf);
+        match Pin::new(&mut self.file).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                if n == 0 {
+                    return Poll::Ready(None);
+                }
+                self.left -= n as u64;
+                buf.truncate(n);
+                Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.left)
+    }
+}
+
+type Out = Either<Full<Bytes>, FileBody>;
+
+async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Out>, Infallible> {
+    if req.uri().path() == "/file" {
+        let bytes = req
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("bytes=")?.parse::<u64>().ok()))
+            .unwrap_or(1024);
+        let path = std::env::temp_dir()
+            .join("grace-hello-files")
+            .join(format!("pattern-{bytes}"));
+        return Ok(match tokio::fs::File::open(&path).await {
+            Ok(file) => Response::new(Either::Right(FileBody { file, left: bytes })),
+            Err(e) => text(StatusCode::NOT_FOUND, format!("{}: {e}\n", path.display()))
+                .map(Either::Left),
+        });
+    }
     Ok(match (req.method(), req.uri().path()) {
         (&Method::GET, "/") => text(StatusCode::OK, "hello\n"),
         (&Method::GET, "/sleep") => {
@@ -40,7 +104,8 @@ async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
             text(StatusCode::OK, format!("slept {ms} ms\n"))
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
-    })
+    }
+    .map(Either::Left))
 }
 
 #[tokio::main]

@@ -33,6 +33,8 @@ struct Seen {
     close_code: Option<CloseCode>,
     old_alive_at_close: bool,
     after: String,
+    /// `/pid` of whoever served the reconnection.
+    after_pid: u32,
 }
 
 /// Sends numbered messages one at a time, each after the echo of the one
@@ -45,6 +47,7 @@ fn client(i: usize, addr: SocketAddr, old: u32, echoes: Arc<AtomicUsize>) -> See
         close_code: None,
         old_alive_at_close: false,
         after: String::new(),
+        after_pid: 0,
     };
     'talk: for n in 0..MAX_MESSAGES {
         let m = format!("client {i} message {n}");
@@ -89,6 +92,7 @@ fn client(i: usize, addr: SocketAddr, old: u32, echoes: Arc<AtomicUsize>) -> See
         seen.after = t.to_string();
     }
     let _ = ws.close(None);
+    seen.after_pid = parse_pid_gen(&get(addr, "/pid").unwrap().body_str()).0;
     seen
 }
 
@@ -150,6 +154,10 @@ fn twenty_websockets_are_closed_with_1012_at_a_restart_and_reconnect() {
             "client {i}: lost echoes"
         );
         assert_eq!(c.after, format!("client {i} is back"), "client {i}: after");
+        assert_ne!(
+            c.after_pid, pid0,
+            "client {i} reconnected to the new generation"
+        );
     }
     // The old generation counted them as upgraded, and drained cleanly.
     let (_, draining) = s.log.wait_line(&format!("[{pid0}] draining"), 0, T);

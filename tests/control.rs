@@ -16,21 +16,6 @@ use common::*;
 
 const T: Duration = Duration::from_secs(20);
 
-/// Replaces `path` with a shell script (a new file renamed over it).
-fn write_script(path: &Path, body: &str) {
-    let tmp = path.with_extension("new");
-    std::fs::write(&tmp, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-/// Puts the real demo back at `path`.
-fn restore_binary(path: &Path) {
-    let tmp = path.with_extension("new");
-    std::fs::copy(hello(), &tmp).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 /// Runs `hello <command> --control <sock>`: (exit code, stdout line).
 fn cli(sock: &Path, command: &str) -> (i32, String) {
     let out = Command::new(hello())

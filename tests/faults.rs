@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,21 +41,6 @@ fn children_of(pid: u32) -> Vec<(u32, char)> {
         }
     }
     out
-}
-
-/// Replaces `path` by a shell script, as a deploy would (rename over it).
-fn write_script(path: &Path, body: &str) {
-    let tmp = path.with_extension("new");
-    std::fs::write(&tmp, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-/// Puts the real demo binary back at `path` (copy, then rename over).
-fn restore_binary(path: &Path) {
-    let tmp = path.with_extension("new");
-    std::fs::copy(hello(), &tmp).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 // ---------------------------------------------------------------------------

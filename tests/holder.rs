@@ -12,102 +12,22 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 
 const T: Duration = Duration::from_secs(20);
 
-/// Keep-alive load from `n` client threads until stopped; every request must
-/// get `200 hello`.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    errors: Arc<Mutex<Vec<String>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(addr: SocketAddr, n: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let errors = Arc::new(Mutex::new(Vec::new()));
-        let threads = (0..n)
-            .map(|_| {
-                let (stop, ok, errors) = (stop.clone(), ok.clone(), errors.clone());
-                std::thread::spawn(move || {
-                    // Bounded: at most this many requests per thread.
-                    let mut budget = 100_000u32;
-                    let mut client: Option<Client> = None;
-                    while !stop.load(Ordering::Relaxed) && budget > 0 {
-                        budget -= 1;
-                        if client.is_none() {
-                            match Client::new(addr) {
-                                Ok(c) => client = Some(c),
-                                Err(e) => {
-                                    errors.lock().unwrap().push(format!("connect: {e}"));
-                                    std::thread::sleep(Duration::from_millis(5));
-                                    continue;
-                                }
-                            }
-                        }
-                        match client.as_mut().unwrap().get("/") {
-                            Ok(r) if r.status == 200 && r.body == b"hello\n" => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                                if r.closes() {
-                                    client = None;
-                                }
-                            }
-                            Ok(r) => {
-                                errors.lock().unwrap().push(format!("status {}", r.status));
-                                client = None;
-                            }
-                            Err(e) => {
-                                errors.lock().unwrap().push(format!("request: {e}"));
-                                client = None;
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            errors,
-            threads,
-        }
-    }
-
-    fn ok(&self) -> u64 {
-        self.ok.load(Ordering::Relaxed)
-    }
-
-    fn progress(&self, n: u64) {
-        let target = self.ok() + n;
-        wait_for("load progress", T, || (self.ok() >= target).then_some(()));
-    }
-
-    /// Stops the load and asserts that no request failed.
-    fn finish_clean(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().unwrap();
-        }
-        let errors = self.errors.lock().unwrap().clone();
-        let ok = self.ok.load(Ordering::Relaxed);
-        assert!(
-            errors.is_empty(),
-            "{} failed request(s) of {}: {:?}",
-            errors.len(),
-            ok + errors.len() as u64,
-            &errors[..errors.len().min(10)]
-        );
-        ok
-    }
-}
+/// The restarts the PID-1 and init tests send: 5 SIGUSR2 and 2 SIGHUP.
+const SEVEN_RESTARTS: [libc::c_int; 7] = [
+    libc::SIGUSR2,
+    libc::SIGUSR2,
+    libc::SIGHUP,
+    libc::SIGUSR2,
+    libc::SIGUSR2,
+    libc::SIGHUP,
+    libc::SIGUSR2,
+];
 
 /// True if this machine lets us make a PID namespace. Panics instead of
 /// skipping under `GRACE_REQUIRE_UNSHARE=1`.
@@ -300,17 +220,9 @@ fn pid1_of_a_namespace_restarts_under_load_and_exits_0() {
         cur.0, 1,
         "PID 1 is the holder; generation 0 is another process"
     );
-    let load = Load::start(tree.addr, 32);
+    let load = Load::start(tree.addr, 32, true);
     load.progress(200);
-    for sig in [
-        libc::SIGUSR2,
-        libc::SIGUSR2,
-        libc::SIGHUP,
-        libc::SIGUSR2,
-        libc::SIGUSR2,
-        libc::SIGHUP,
-        libc::SIGUSR2,
-    ] {
+    for sig in SEVEN_RESTARTS {
         cur = restart_via(&tree, holder, sig, cur);
         load.progress(100);
     }
@@ -378,17 +290,9 @@ fn under_an_init_that_exits_with_its_child_supervise_keeps_it_running() {
     tree.log
         .wait_line(&format!("[{holder}] holder: generation 0 is"), 0, T);
     let mut cur = pid_gen_at(tree.addr);
-    let load = Load::start(tree.addr, 32);
+    let load = Load::start(tree.addr, 32, true);
     load.progress(200);
-    for sig in [
-        libc::SIGUSR2,
-        libc::SIGUSR2,
-        libc::SIGHUP,
-        libc::SIGUSR2,
-        libc::SIGUSR2,
-        libc::SIGHUP,
-        libc::SIGUSR2,
-    ] {
+    for sig in SEVEN_RESTARTS {
         // Signals go to the init, as `docker kill -s USR2` would send them.
         cur = restart_via(&tree, init, sig, cur);
         load.progress(100);

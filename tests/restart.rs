@@ -5,10 +5,6 @@
 mod common;
 
 use std::io::{BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -34,95 +30,6 @@ fn restart_changes_pid_keeps_port_and_bumps_generation() {
         log.contains(&format!("adopted 127.0.0.1:{}", s.addr.port())),
         "{log}"
     );
-}
-
-/// Load from `n` client threads until `stop`; counts successes and errors.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    errors: Arc<Mutex<Vec<String>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(addr: std::net::SocketAddr, n: usize, keep_alive: bool) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let errors = Arc::new(Mutex::new(Vec::new()));
-        let threads = (0..n)
-            .map(|_| {
-                let (stop, ok, errors) = (stop.clone(), ok.clone(), errors.clone());
-                std::thread::spawn(move || {
-                    // Bounded: at most this many requests per thread.
-                    let mut budget = 200_000u32;
-                    let mut client: Option<Client> = None;
-                    while !stop.load(Ordering::Relaxed) && budget > 0 {
-                        budget -= 1;
-                        let res = if keep_alive {
-                            if client.is_none() {
-                                match Client::new(addr) {
-                                    Ok(c) => client = Some(c),
-                                    Err(e) => {
-                                        errors.lock().unwrap().push(format!("connect: {e}"));
-                                        continue;
-                                    }
-                                }
-                            }
-                            let c = client.as_mut().unwrap();
-                            c.get("/")
-                        } else {
-                            get(addr, "/")
-                        };
-                        match res {
-                            Ok(r) if r.status == 200 && r.body == b"hello\n" => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                                if r.closes() {
-                                    client = None;
-                                }
-                            }
-                            Ok(r) => {
-                                errors.lock().unwrap().push(format!(
-                                    "status {} body {:?}",
-                                    r.status,
-                                    r.body_str()
-                                ));
-                                client = None;
-                            }
-                            Err(e) => {
-                                errors.lock().unwrap().push(format!("request: {e}"));
-                                client = None;
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            errors,
-            threads,
-        }
-    }
-
-    fn ok(&self) -> u64 {
-        self.ok.load(Ordering::Relaxed)
-    }
-
-    /// Waits until `n` more requests succeeded.
-    fn progress(&self, n: u64) {
-        let target = self.ok() + n;
-        wait_for("load progress", T, || (self.ok() >= target).then_some(()));
-    }
-
-    fn finish(self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().unwrap();
-        }
-        let errors = self.errors.lock().unwrap().clone();
-        (self.ok.load(Ordering::Relaxed), errors)
-    }
 }
 
 fn ten_restarts_under_load(keep_alive: bool) {
@@ -179,14 +86,6 @@ fn in_flight_request_finishes_on_the_old_process() {
     assert_ne!(pid1, pid0);
     assert_eq!(gen1, 1);
     assert_eq!(s.wait_first(T), Some(0));
-}
-
-fn write_script(path: &Path, body: &str) {
-    let tmp = path.with_extension("new");
-    std::fs::write(&tmp, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-    // rename, as a deploy would: the running file is never written to.
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 #[test]

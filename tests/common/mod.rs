@@ -948,3 +948,129 @@ pub fn process_running(pid: u32) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Load from `n` client threads until `stop`; counts successes and errors.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    errors: Arc<Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts `n` client threads on `addr`, keep-alive or a connection per
+    /// request; every request must get `200 hello`.
+    pub fn start(addr: SocketAddr, n: usize, keep_alive: bool) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..n)
+            .map(|_| {
+                let (stop, ok, errors) = (stop.clone(), ok.clone(), errors.clone());
+                std::thread::spawn(move || {
+                    // Bounded: at most this many requests per thread.
+                    let mut budget = 200_000u32;
+                    let mut client: Option<Client> = None;
+                    while !stop.load(Ordering::Relaxed) && budget > 0 {
+                        budget -= 1;
+                        let res = if keep_alive {
+                            if client.is_none() {
+                                match Client::new(addr) {
+                                    Ok(c) => client = Some(c),
+                                    Err(e) => {
+                                        errors.lock().unwrap().push(format!("connect: {e}"));
+                                        std::thread::sleep(Duration::from_millis(5));
+                                        continue;
+                                    }
+                                }
+                            }
+                            let c = client.as_mut().unwrap();
+                            c.get("/")
+                        } else {
+                            get(addr, "/")
+                        };
+                        match res {
+                            Ok(r) if r.status == 200 && r.body == b"hello\n" => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                if r.closes() {
+                                    client = None;
+                                }
+                            }
+                            Ok(r) => {
+                                errors.lock().unwrap().push(format!(
+                                    "status {} body {:?}",
+                                    r.status,
+                                    r.body_str()
+                                ));
+                                client = None;
+                            }
+                            Err(e) => {
+                                errors.lock().unwrap().push(format!("request: {e}"));
+                                client = None;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            errors,
+            threads,
+        }
+    }
+
+    /// Requests that succeeded so far.
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `n` more requests succeeded.
+    pub fn progress(&self, n: u64) {
+        let target = self.ok() + n;
+        wait_for("load progress", Duration::from_secs(30), || {
+            (self.ok() >= target).then_some(())
+        });
+    }
+
+    /// Stops the load: (successes, errors).
+    pub fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let errors = self.errors.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), errors)
+    }
+
+    /// Stops the load and asserts that no request failed; the successes.
+    pub fn finish_clean(self) -> u64 {
+        let (ok, errors) = self.finish();
+        assert!(
+            errors.is_empty(),
+            "{} failed request(s) of {}: {:?}",
+            errors.len(),
+            ok + errors.len() as u64,
+            &errors[..errors.len().min(10)]
+        );
+        ok
+    }
+}
+
+/// Replaces `path` with a shell script, as a deploy would (a new file
+/// renamed over it).
+pub fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Puts the real demo binary back at `path` (copy, then rename over).
+pub fn restore_binary(path: &Path) {
+    let tmp = path.with_extension("new");
+    std::fs::copy(hello(), &tmp).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}

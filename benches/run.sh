@@ -37,6 +37,9 @@
 # MAX_OTHER (10), RETRIES (2), SERVER_CPU (0), CLIENT_CPU (1),
 # OUT (benches/results/latest.md); GRACE_BIN and HYPER_BIN replace the two
 # servers (say, a build of another branch; the usual builds still run).
+# SERVERS may also name grace-pc (grace with --threads per-connection),
+# grace-ll (grace with hyper's kernel knobs: --defer-accept-ms 0
+# --no-sched-batch, like for like) and grace-pcll (both).
 # SERVERS may also name grace-b: grace again with the flags in GRACE_B_ARGS
 # (say "--defer-accept-ms 0") and, if set, the binary GRACE_B_BIN (another
 # build), interleaved with the others, for an A/B in one run.
@@ -76,6 +79,12 @@ cell() {
     local pid
     case $server in
         grace) taskset -c "$SERVER_CPU" "$GRACE_BIN" --listen "127.0.0.1:$port" >"$log" 2>&1 &
+            pid=$! ;;
+        grace-pc) taskset -c "$SERVER_CPU" "$GRACE_BIN" --listen "127.0.0.1:$port" --threads per-connection >"$log" 2>&1 &
+            pid=$! ;;
+        grace-ll) taskset -c "$SERVER_CPU" "$GRACE_BIN" --listen "127.0.0.1:$port" --defer-accept-ms 0 --no-sched-batch >"$log" 2>&1 &
+            pid=$! ;;
+        grace-pcll) taskset -c "$SERVER_CPU" "$GRACE_BIN" --listen "127.0.0.1:$port" --threads per-connection --defer-accept-ms 0 --no-sched-batch >"$log" 2>&1 &
             pid=$! ;;
         grace-b) # shellcheck disable=SC2086 # GRACE_B_ARGS is a list of flags
             taskset -c "$SERVER_CPU" "${GRACE_B_BIN:-$GRACE_BIN}" --listen "127.0.0.1:$port" $GRACE_B_ARGS >"$log" 2>&1 &
@@ -335,8 +344,8 @@ names = [b for _, b in scen]
 wargs = [shlex.join(a.split(";")) for a in sys.argv[9 + nscen:9 + 2 * nscen]]
 runs = int(runs)
 servers = os.environ["SERVERS_LIST"].split()
-LABEL = {"grace": "grace", "grace-b": "grace " + os.environ.get("GRACE_B_ARGS", ""), "hyper": "hyper", "tiny": "tiny_http", "nginx": "nginx", "nethttp": "Go net/http"}
-ORDER = ["hyper", "grace", "grace-b", "tiny", "nginx", "nethttp"]
+LABEL = {"grace": "grace", "grace-pc": "grace per-connection", "grace-ll": "grace like-for-like", "grace-pcll": "grace per-connection like-for-like", "grace-b": "grace " + os.environ.get("GRACE_B_ARGS", ""), "hyper": "hyper", "tiny": "tiny_http", "nginx": "nginx", "nethttp": "Go net/http"}
+ORDER = ["hyper", "grace", "grace-pc", "grace-ll", "grace-pcll", "grace-b", "tiny", "nginx", "nethttp"]
 # hyper first: the reference column.
 servers.sort(key=lambda x: ORDER.index(x) if x in ORDER else 99)
 
@@ -392,6 +401,9 @@ for line in open("/proc/cpuinfo"):
 head = "| scenario | " + " | ".join(LABEL.get(x, x) for x in servers) + " |"
 sep = "|---|" + "---:|" * len(servers)
 thr, lat, cost = [head, sep], [head, sep], [head, sep]
+peers_only = [x for x in servers if x != "hyper"]
+paired = ["| scenario | " + " | ".join(LABEL.get(x, x) for x in peers_only) + " |",
+          "|---|" + "---:|" * len(peers_only)]
 for si, name in zip(sidx, names):
     rs = {x: [r for r in (load(x, si, k) for k in range(1, runs + 1)) if r] for x in servers}
     hrps = med([r["rps"] for r in rs.get("hyper", [])])
@@ -407,6 +419,19 @@ for si, name in zip(sidx, names):
         row_l.append(f"{fmt_lat(med([r['p50'] for r in g]))} / {fmt_lat(med([r['p99'] for r in g]))}")
         row_c.append(f"{fmt_us(med([cpu_us(r) for r in g]))} µs, wrk {med([r['wrk_cpu'] for r in g]):.0f}%, errors {fmt_err(g)}")
     thr.append(f"| {name} | " + " | ".join(row_t) + " |")
+    # Paired: run i of a server against run i of hyper (interleaved, so
+    # drift hits both); the median of those ratios, and their spread.
+    row_p = []
+    for x in servers:
+        if x == "hyper":
+            continue
+        pairs = []
+        for k in range(1, runs + 1):
+            a, h = load(x, si, k), load("hyper", si, k)
+            if a and h and h["rps"] > 0:
+                pairs.append(a["rps"] / h["rps"])
+        row_p.append(f"{med(pairs):.2f} ({min(pairs):.2f}-{max(pairs):.2f})" if pairs else "-")
+    paired.append(f"| {name} | " + " | ".join(row_p) + " |")
     lat.append(f"| {name} | " + " | ".join(row_l) + " |")
     cost.append(f"| {name} | " + " | ".join(row_c) + " |")
 
@@ -431,6 +456,9 @@ commit = sh(f"git -C {root} rev-parse --short HEAD")
 dirty = sh(f"git -C {root} status --porcelain -- src examples Cargo.toml Cargo.lock")
 peers = {
     "grace": "grace `examples/hello`",
+    "grace-pc": "grace `examples/hello --threads per-connection`",
+    "grace-ll": "grace `examples/hello --defer-accept-ms 0 --no-sched-batch` (hyper's kernel knobs)",
+    "grace-pcll": "grace `examples/hello --threads per-connection --defer-accept-ms 0 --no-sched-batch`",
     "grace-b": "grace `examples/hello " + os.environ.get("GRACE_B_ARGS", "") + "`",
     "hyper": "hyper `benches/peers` (hyper 1 + hyper-util + tokio multi-thread, 1 worker under taskset)",
     "tiny": "tiny_http 0.12 `benches/peers` tiny-hello (1 recv worker under taskset, plus tiny_http's own connection threads)",
@@ -449,6 +477,7 @@ scen_doc = [f"- {n}: `wrk --latency -d {duration} {a} http://127.0.0.1:PORT/`" f
 doc = (
     ["# grace and its peers: latest run", "", *machine, "", "Scenarios:", *scen_doc, "",
      "## Throughput: median req/s (ratio to hyper's median from the same run)", "", *thr, "",
+     "## Paired ratios to hyper: median of (run i / hyper's run i), and their spread", "", *paired, "",
      "## Latency: median p50 / p99", "", *lat, "",
      "## Server CPU per request, wrk CPU, errors", "", *cost, "",
      "Errors are totals over the runs (wrk socket errors and non-2xx responses).",
@@ -463,6 +492,8 @@ with open(out, "w") as f:
     f.write("\n".join(doc))
 print()
 print("\n".join(thr))
+print()
+print("\n".join(paired))
 print()
 print("\n".join(lat))
 print()

@@ -110,8 +110,10 @@
 //!     let _had_parent = grace::upgrade::ready()?;
 //!     // 3. Drain: every accepted connection counted until it is dropped.
 //!     let tracker = Tracker::new()?;
-//!     # let accept = |_fd| -> std::io::Result<std::net::TcpStream> { unimplemented!() };
-//!     let conn = tracker.track(accept(fd)?);
+//!     # let _ = fd;
+//!     # let server = TcpListener::bind("127.0.0.1:0")?; // stands for your accept loop
+//!     let (stream, _peer) = server.accept()?;
+//!     let conn = tracker.track(stream);
 //!     conn.set_state(ConnState::Busy);
 //!     // ... on SIGUSR2: start the new generation, then drain and exit.
 //!     let handover = grace::upgrade::start(&listeners, Duration::from_secs(30))
@@ -121,7 +123,6 @@
 //!         tracker.force_close();
 //!     }
 //!     drop(handover);
-//!     # let _ = TcpListener::bind("127.0.0.1:0");
 //!     Ok(())
 //! }
 //! ```

@@ -97,43 +97,16 @@ impl Handle {
 
     /// Like [`Handle::wait`], giving up at `timeout`.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Outcome> {
-        let deadline = Instant::now() + timeout;
-        let mut g = self.done.outcome.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(o) = g.as_ref() {
-                return Some(o.clone());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            g = self
-                .done
-                .cond
-                .wait_timeout(g, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        wait_until(&self.done.outcome, &self.done.cond, timeout, |o| o.clone())
     }
 
     /// Waits up to `timeout` until the server serves: accepting, and (for a
     /// new generation) its parent told. True if it does.
     pub fn wait_ready(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut g = self.done.ready.lock().unwrap_or_else(|p| p.into_inner());
-        while !*g {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            g = self
-                .done
-                .ready_cond
-                .wait_timeout(g, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        true
+        wait_until(&self.done.ready, &self.done.ready_cond, timeout, |r| {
+            r.then_some(())
+        })
+        .is_some()
     }
 
     /// Shuts down and waits for the drain to finish.
@@ -159,5 +132,30 @@ impl Handle {
     /// the program (handlers find one in each request's extensions).
     pub fn drain_token(&self) -> crate::DrainToken {
         self.tracker.drain_token()
+    }
+}
+
+/// Waits on `cond` until `f` finds what it wants under `m`, or `timeout`
+/// passes (`None`).
+fn wait_until<T, R>(
+    m: &Mutex<T>,
+    cond: &Condvar,
+    timeout: Duration,
+    f: impl Fn(&T) -> Option<R>,
+) -> Option<R> {
+    let deadline = Instant::now() + timeout;
+    let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        if let Some(r) = f(&g) {
+            return Some(r);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        g = cond
+            .wait_timeout(g, deadline - now)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
     }
 }

@@ -1,23 +1,47 @@
 #!/usr/bin/env bash
-# grace vs hyper 1 + tokio (and tiny_http, nginx, Go net/http where
-# installed), measured with wrk on loopback.
+# grace against the servers a user would pick instead, measured with wrk on
+# loopback: hyper 1 + tokio, astra (sync handlers on hyper), tiny_http, and
+# nginx and Go net/http where installed. Both of grace's thread shapes, each
+# with its own kernel knobs and with hyper's (like for like).
 #
-#   benches/install-peers.sh            # once, as root: wrk, nginx, Go peers
-#   benches/run.sh                      # RUNS=3 DURATION=10s
-#   RUNS=1 DURATION=3s benches/run.sh   # quick look
-#   SERVERS="grace hyper" benches/run.sh
+#   sudo benches/install-peers.sh       # once: wrk, nginx, Go peers
+#   benches/run.sh                      # everything: RUNS=8 DURATION=3s, about 70 min
+#   RUNS=1 DURATION=1s benches/run.sh   # a quick look (about 10 min)
+#   BENCH_GROUPS="hello blocking" SERVERS="grace hyper" benches/run.sh
+#
+# Scenario groups (BENCH_GROUPS, default all five), each with its own servers:
+# - hello: `GET /` keep-alive with 1, 16, 64 and 256 connections, and
+#   `Connection: close` with 16;
+# - blocking: `GET /sleep?ms=2` (a handler that blocks) and `GET /work?us=200`
+#   (one that computes) at 64, 256 and 1,024 connections. hyper runs both with
+#   `spawn_blocking`, as a tokio program runs blocking work;
+# - many: `GET /` keep-alive with 1,000 and 4,000 connections;
+# - idle: `GET /` keep-alive c64 while 10,000 idle keep-alive connections are
+#   held open (benches/idle.py), against the hello group's c64 of the same run;
+# - bodies: `POST /echo` of 64 KiB (c16), and `GET /bytes?n=1048576`, a 1 MiB
+#   body from memory (c4).
+#
+# Servers: grace (examples/hello, its defaults: TCP_DEFER_ACCEPT and
+# SCHED_BATCH), grace-pc (--threads per-connection), grace-ll and grace-pcll
+# (the two shapes with hyper's kernel knobs: --defer-accept-ms 0
+# --no-sched-batch), hyper, astra (its default worker cap, 15 per CPU),
+# astra-w (the cap raised to cover every connection of the cell), tiny,
+# nginx, nethttp, and grace-b (grace again with GRACE_B_ARGS and, if set, the
+# binary GRACE_B_BIN: an A/B of two builds or flags in one run). SERVERS
+# replaces every group's list.
 #
 # Each server runs pinned to CPU 0 (`taskset -c 0`), wrk to CPU 1 with one
-# thread. Scenarios: keep-alive with 1, 16, 64 and 256 connections, and
-# `Connection: close` with 16. A peer that is not installed or built
-# (nginx, benches/peers/go/bin/nethttp) is skipped, and the run says so. The
-# report gives every server's median req/s with its ratio to hyper's median
-# from the same run. Every cell (one server, one scenario, one run)
-# starts a fresh server, waits until it answers, runs `wrk --latency`, records
-# req/s, p50, p99, socket errors and non-2xx, notes the CPU time the server
-# and wrk used, and stops the server (SIGTERM, wait). Runs are interleaved
-# (run 1 of every cell, then run 2, ...) and the server order alternates, so
-# drift hits both servers alike. The table shows medians over the runs.
+# thread. Every cell (one server, one scenario, one run) starts a fresh
+# server, waits until it answers, runs `wrk --latency`, records req/s, p50,
+# p99, socket errors and non-2xx, the CPU time the server and wrk used, and
+# how many connections got no byte from the server over the middle 40% of the
+# run (benches/stalled.py: wrk shows no error for a connection a server never
+# answers), then stops the server (SIGTERM, wait). Runs are interleaved (run 1
+# of every cell, then run 2, ...) and the server order rotates and reverses,
+# so drift hits every server alike. benches/report.py then writes the report:
+# medians of paired per-run ratios (server run i / hyper run i) with their
+# spread, latency, CPU per request, the idle-load ratio, every target of the
+# performance work with its figure, a plot, and every run.
 #
 # Each cell runs under `flock $LOCK` (default /tmp/grace-cpu.lock), so
 # measurements never overlap other CPU-heavy work that takes the same lock;
@@ -31,18 +55,11 @@
 # again after 10 s, at most RETRIES times (the last try is kept regardless;
 # the raw table shows tries and other CPU).
 #
-# Environment: RUNS (3), DURATION (10s), LOCK (/tmp/grace-cpu.lock),
-# SERVERS ("grace hyper tiny nginx nethttp"), SCENARIOS_ONLY (indices into
-# the scenario list, say "2 3 4"),
-# MAX_OTHER (10), RETRIES (2), SERVER_CPU (0), CLIENT_CPU (1),
-# OUT (benches/results/latest.md); GRACE_BIN and HYPER_BIN replace the two
-# servers (say, a build of another branch; the usual builds still run).
-# SERVERS may also name grace-pc (grace with --threads per-connection),
-# grace-ll (grace with hyper's kernel knobs: --defer-accept-ms 0
-# --no-sched-batch, like for like) and grace-pcll (both).
-# SERVERS may also name grace-b: grace again with the flags in GRACE_B_ARGS
-# (say "--defer-accept-ms 0") and, if set, the binary GRACE_B_BIN (another
-# build), interleaved with the others, for an A/B in one run.
+# Environment: RUNS (8), DURATION (3s), BENCH_GROUPS, SERVERS, SCENARIOS_ONLY
+# (indices into the scenario list below, say "2 3 4"), LOCK
+# (/tmp/grace-cpu.lock), MAX_OTHER (10), RETRIES (2), SERVER_CPU (0),
+# CLIENT_CPU (1), OUT (benches/results/latest.md; the plot goes beside it),
+# GRACE_BIN, HYPER_BIN, ASTRA_BIN, TINY_BIN (other builds of the servers).
 set -euo pipefail
 export GRACE_B_ARGS="${GRACE_B_ARGS:-}"
 
@@ -50,60 +67,86 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SELF="$ROOT/benches/run.sh"
 GRACE_BIN="${GRACE_BIN:-$ROOT/target/release/examples/hello}"
 HYPER_BIN="${HYPER_BIN:-$ROOT/benches/peers/target/release/hyper-hello}"
+ASTRA_BIN="${ASTRA_BIN:-$ROOT/benches/peers/target/release/astra-hello}"
 TINY_BIN="${TINY_BIN:-$ROOT/benches/peers/target/release/tiny-hello}"
 NETHTTP_BIN="${NETHTTP_BIN:-$ROOT/benches/peers/go/bin/nethttp}"
 NGINX_CONF_IN="$ROOT/benches/peers/nginx/nginx.conf.in"
 SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
 
-# Scenario name | wrk arguments, separated by ';' (besides --latency, -d and
-# the URL).
+# Scenario name | path | wrk arguments (besides --latency, -d and the URL),
+# separated by ';' | group | idle connections held during the run.
 SCENARIOS=(
-    "keep-alive c1|-t1;-c1"
-    "keep-alive c16|-t1;-c16"
-    "keep-alive c64|-t1;-c64"
-    "keep-alive c256|-t1;-c256"
-    "close c16|-t1;-c16;-H;Connection: close"
+    "keep-alive c1|/|-t1;-c1|hello|0"
+    "keep-alive c16|/|-t1;-c16|hello|0"
+    "keep-alive c64|/|-t1;-c64|hello|0"
+    "keep-alive c256|/|-t1;-c256|hello|0"
+    "close c16|/|-t1;-c16;-H;Connection: close|hello|0"
+    "sleep 2 ms c64|/sleep?ms=2|-t1;-c64|blocking|0"
+    "sleep 2 ms c256|/sleep?ms=2|-t1;-c256|blocking|0"
+    "sleep 2 ms c1024|/sleep?ms=2|-t1;-c1024|blocking|0"
+    "work 200 us c64|/work?us=200|-t1;-c64|blocking|0"
+    "work 200 us c256|/work?us=200|-t1;-c256|blocking|0"
+    "work 200 us c1024|/work?us=200|-t1;-c1024|blocking|0"
+    "keep-alive c1000|/|-t1;-c1000|many|0"
+    "keep-alive c4000|/|-t1;-c4000|many|0"
+    "c64 + 10k idle|/|-t1;-c64|idle|10000"
+    "POST 64 KiB echo c16|/echo|-t1;-c16;-s;$ROOT/benches/post64k.lua|bodies|0"
+    "1 MiB body c4|/bytes?n=1048576|-t1;-c4|bodies|0"
+)
+# Each group's servers (SERVERS replaces them all).
+declare -A GROUP_SERVERS=(
+    [hello]="hyper grace grace-pc grace-ll grace-pcll astra astra-w tiny nginx nethttp"
+    [blocking]="hyper grace grace-ll grace-pcll astra-w"
+    [many]="hyper grace grace-pc grace-ll astra-w"
+    [idle]="hyper grace grace-pc"
+    [bodies]="hyper grace grace-pc astra-w tiny"
 )
 
 # ---------------------------------------------------------------------------
-# One cell: `run.sh __cell SERVER PORT DURATION RESULT_FILE WRK_ARGS...`,
-# invoked under flock by the main part below. Writes one line of key=value
-# pairs to RESULT_FILE and wrk's output next to it.
+# One cell: `run.sh __cell SERVER PORT DURATION RESULT_FILE PATH IDLE
+# WRK_ARGS...`, invoked under flock by the main part below. Writes one line of
+# key=value pairs to RESULT_FILE and wrk's output next to it.
 # ---------------------------------------------------------------------------
 cell() {
-    local server=$1 port=$2 duration=$3 result=$4
-    shift 4
+    local server=$1 port=$2 duration=$3 result=$4 path=$5 idle=$6
+    shift 6
     local log="${result%.res}.server.log" wrk_out="${result%.res}.wrk.txt"
-    local url="http://127.0.0.1:$port/"
-    local pid
+    local url="http://127.0.0.1:$port"
+    local pid conns=0 a
+    for a in "$@"; do
+        case $a in -c*) conns=${a#-c} ;; esac
+    done
+    # Thousands of connections: every process here may use all the fds it may.
+    ulimit -n "$(ulimit -Hn)"
+    local base=(taskset -c "$SERVER_CPU")
     case $server in
-        grace) taskset -c "$SERVER_CPU" "$GRACE_BIN" --listen "127.0.0.1:$port" >"$log" 2>&1 &
-            pid=$! ;;
-        grace-pc) taskset -c "$SERVER_CPU" "$GRACE_BIN" --listen "127.0.0.1:$port" --threads per-connection >"$log" 2>&1 &
-            pid=$! ;;
-        grace-ll) taskset -c "$SERVER_CPU" "$GRACE_BIN" --listen "127.0.0.1:$port" --defer-accept-ms 0 --no-sched-batch >"$log" 2>&1 &
-            pid=$! ;;
-        grace-pcll) taskset -c "$SERVER_CPU" "$GRACE_BIN" --listen "127.0.0.1:$port" --threads per-connection --defer-accept-ms 0 --no-sched-batch >"$log" 2>&1 &
-            pid=$! ;;
+        grace) "${base[@]}" "$GRACE_BIN" --listen "127.0.0.1:$port" >"$log" 2>&1 & pid=$! ;;
+        grace-pc) "${base[@]}" "$GRACE_BIN" --listen "127.0.0.1:$port" --threads per-connection >"$log" 2>&1 & pid=$! ;;
+        grace-ll) "${base[@]}" "$GRACE_BIN" --listen "127.0.0.1:$port" --defer-accept-ms 0 --no-sched-batch >"$log" 2>&1 & pid=$! ;;
+        grace-pcll) "${base[@]}" "$GRACE_BIN" --listen "127.0.0.1:$port" --threads per-connection --defer-accept-ms 0 --no-sched-batch >"$log" 2>&1 & pid=$! ;;
         grace-b) # shellcheck disable=SC2086 # GRACE_B_ARGS is a list of flags
-            taskset -c "$SERVER_CPU" "${GRACE_B_BIN:-$GRACE_BIN}" --listen "127.0.0.1:$port" $GRACE_B_ARGS >"$log" 2>&1 &
-            pid=$! ;;
-        hyper) taskset -c "$SERVER_CPU" "$HYPER_BIN" "127.0.0.1:$port" >"$log" 2>&1 &
-            pid=$! ;;
-        tiny) taskset -c "$SERVER_CPU" "$TINY_BIN" "127.0.0.1:$port" >"$log" 2>&1 &
-            pid=$! ;;
-        nethttp) taskset -c "$SERVER_CPU" "$NETHTTP_BIN" "127.0.0.1:$port" >"$log" 2>&1 &
-            pid=$! ;;
+            "${base[@]}" "${GRACE_B_BIN:-$GRACE_BIN}" --listen "127.0.0.1:$port" $GRACE_B_ARGS >"$log" 2>&1 & pid=$! ;;
+        hyper) "${base[@]}" "$HYPER_BIN" "127.0.0.1:$port" >"$log" 2>&1 & pid=$! ;;
+        astra) "${base[@]}" "$ASTRA_BIN" "127.0.0.1:$port" >"$log" 2>&1 & pid=$! ;;
+        astra-w) "${base[@]}" "$ASTRA_BIN" "127.0.0.1:$port" $((conns + idle + 64)) >"$log" 2>&1 & pid=$! ;;
+        tiny) "${base[@]}" "$TINY_BIN" "127.0.0.1:$port" >"$log" 2>&1 & pid=$! ;;
+        nethttp) "${base[@]}" "$NETHTTP_BIN" "127.0.0.1:$port" >"$log" 2>&1 & pid=$! ;;
         nginx)
             local ndir="${result%.res}.nginx"
             mkdir -p "$ndir"
             sed "s|@DIR@|$ndir|g; s|@PORT@|$port|g" "$NGINX_CONF_IN" >"$ndir/nginx.conf"
-            taskset -c "$SERVER_CPU" nginx -p "$ndir" -c "$ndir/nginx.conf" -e "$ndir/error.log" >"$log" 2>&1 &
+            "${base[@]}" nginx -p "$ndir" -c "$ndir/nginx.conf" -e "$ndir/error.log" >"$log" 2>&1 &
             pid=$! ;;
         *) echo "unknown server $server" >&2; return 2 ;;
     esac
+    local idle_pid="" idle_file="${result%.res}.idle"
     stop_server() {
+        if [ -n "$idle_pid" ]; then
+            kill -TERM "$idle_pid" 2>/dev/null || true
+            wait "$idle_pid" 2>/dev/null || true
+            idle_pid=""
+        fi
         kill -TERM "$pid" 2>/dev/null || true
         local i
         for ((i = 0; i < 100; i++)); do
@@ -117,7 +160,7 @@ cell() {
         wait "$pid" 2>/dev/null || true
     }
     # Ready when GET / answers 200 (at most 10 s).
-    if ! python3 - "$url" <<'EOF'
+    if ! python3 - "$url/" <<'EOF'
 import sys, time, urllib.request
 end = time.monotonic() + 10
 while True:
@@ -132,10 +175,26 @@ while True:
     time.sleep(0.05)
 EOF
     then
-        echo "  $server did not answer on $url within 10 s; its log:" >&2
+        echo "  $server did not answer on $url/ within 10 s; its log:" >&2
         sed 's/^/    /' "$log" >&2
         stop_server
         return 1
+    fi
+    # Idle connections first: each has had one answer and now waits
+    # (at most 150 s to open them all).
+    local idle_ready=0 idle_failed=0 idle_alive=0 i
+    if [ "$idle" -gt 0 ]; then
+        rm -f "$idle_file"
+        taskset -c "$CLIENT_CPU" python3 "$ROOT/benches/idle.py" "$port" "$idle" "$idle_file" &
+        idle_pid=$!
+        for ((i = 0; i < 1500; i++)); do
+            [ -s "$idle_file" ] && break
+            kill -0 "$idle_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        idle_ready=$(sed -n 's/.*ready=\([0-9]*\).*/\1/p' "$idle_file" 2>/dev/null | head -1)
+        idle_failed=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' "$idle_file" 2>/dev/null | head -1)
+        idle_ready=${idle_ready:-0} idle_failed=${idle_failed:-$idle}
     fi
     # CPU time (utime + stime, clock ticks) of the whole server process and
     # its child processes (nginx's worker).
@@ -148,8 +207,10 @@ EOF
         done
         echo "$t"
     }
-    # Children's CPU time so far (the readiness check; wrk after it runs).
-    # `times` must run in this shell, not in a $(...) subshell.
+    # Busy time of all CPUs (clock ticks), to see other load during the run.
+    sys_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
+    # CPU time of this shell's waited-for children (wrk and the sampler once
+    # they end). `times` must run in this shell, not in a $(...) subshell.
     local tfile="${result%.res}.times"
     kids_secs() {
         times >"$tfile"
@@ -158,33 +219,54 @@ EOF
             for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] }
             printf "%.3f", s }' "$tfile"
     }
-    # Busy time of all CPUs (clock ticks), to see other load during the run.
-    sys_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
-    local t0 k0 s0 t1 k1 s1 y0 y1
-    y0=$(sys_ticks)
-    s0=$(srv_ticks)
+    local t0 s0 t1 s1 y0 y1 k0 k1 wpid spid secs stalled_file="${result%.res}.stalled"
+    secs=${duration%s}
     kids_secs >"$tfile.0"
     k0=$(cat "$tfile.0")
+    y0=$(sys_ticks)
+    s0=$(srv_ticks)
     t0=$(date +%s.%N)
-    if ! taskset -c "$CLIENT_CPU" wrk --latency -d "$duration" "$@" "$url" >"$wrk_out" 2>&1; then
+    taskset -c "$CLIENT_CPU" wrk --latency -d "$duration" "$@" "$url$path" >"$wrk_out" 2>&1 &
+    wpid=$!
+    # Connections the server leaves unanswered over the middle 40% of the run.
+    taskset -c "$CLIENT_CPU" python3 "$ROOT/benches/stalled.py" "$port" \
+        "$(awk -v d="$secs" 'BEGIN { print d * 0.3 }')" "$(awk -v d="$secs" 'BEGIN { print d * 0.4 }')" \
+        "$stalled_file" &
+    spid=$!
+    local wrk_rc=0
+    wait "$wpid" || wrk_rc=$?
+    t1=$(date +%s.%N)
+    s1=$(srv_ticks)
+    y1=$(sys_ticks)
+    wait "$spid" 2>/dev/null || true
+    kids_secs >"$tfile.1"
+    k1=$(cat "$tfile.1")
+    if [ "$wrk_rc" -ne 0 ]; then
         echo "  wrk failed against $server:" >&2
         sed 's/^/    /' "$wrk_out" >&2
         stop_server
         return 1
     fi
-    t1=$(date +%s.%N)
-    kids_secs >"$tfile.1"
-    k1=$(cat "$tfile.1")
-    s1=$(srv_ticks)
-    y1=$(sys_ticks)
     local alive=1
     kill -0 "$pid" 2>/dev/null || alive=0
+    if [ -n "$idle_pid" ]; then
+        kill -TERM "$idle_pid" 2>/dev/null || true
+        wait "$idle_pid" 2>/dev/null || true
+        idle_pid=""
+        idle_alive=$(sed -n 's/^alive=\([0-9]*\)/\1/p' "$idle_file" 2>/dev/null | head -1)
+        idle_alive=${idle_alive:-0}
+    fi
     stop_server
-    local hz
+    local hz stalled conns_seen sampler_cpu
     hz=$(getconf CLK_TCK)
-    python3 - "$wrk_out" "$result" "$t0" "$t1" "$s0" "$s1" "$hz" "$k0" "$k1" "$alive" "$y0" "$y1" <<'EOF'
+    sampler_cpu=$(sed -n 's/.*cpu=\([0-9.]*\).*/\1/p' "$stalled_file" 2>/dev/null | head -1)
+    stalled=$(sed -n 's/.*stalled=\([0-9]*\).*/\1/p' "$stalled_file" 2>/dev/null | head -1)
+    conns_seen=$(sed -n 's/.*conns=\([0-9]*\).*/\1/p' "$stalled_file" 2>/dev/null | head -1)
+    python3 - "$wrk_out" "$result" "$t0" "$t1" "$s0" "$s1" "$hz" "$k0" "$k1" "$alive" "$y0" "$y1" \
+        "${stalled:-nan}" "${conns_seen:-nan}" "$idle_ready" "$idle_failed" "$idle_alive" "${sampler_cpu:-0}" <<'EOF'
 import re, sys
-wrk_out, result, t0, t1, s0, s1, hz, k0, k1, alive, y0, y1 = sys.argv[1:]
+(wrk_out, result, t0, t1, s0, s1, hz, k0, k1, alive, y0, y1,
+ stalled, conns_seen, idle_ready, idle_failed, idle_alive, sampler_cpu) = sys.argv[1:]
 text = open(wrk_out).read()
 def lat(unit_val):
     m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", unit_val)
@@ -206,11 +288,20 @@ for i, k in enumerate(("connect", "read", "write", "timeout")):
 m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 r["non2xx"] = int(m.group(1)) if m else 0
 wall = float(t1) - float(t0)
-r["srv_cpu"] = (int(s1) - int(s0)) / int(hz) / wall * 100 if wall > 0 else 0.0
-r["wrk_cpu"] = (float(k1) - float(k0)) / wall * 100 if wall > 0 else 0.0
-busy = (int(y1) - int(y0)) / int(hz) / wall * 100 if wall > 0 else 0.0
-r["other_cpu"] = max(0.0, busy - r["srv_cpu"] - r["wrk_cpu"])
+hz = int(hz)
+r["srv_cpu"] = (int(s1) - int(s0)) / hz / wall * 100 if wall > 0 else 0.0
+# The children's CPU time holds wrk's and the sampler's; the sampler
+# reports its own, which is taken out (it is neither wrk nor other load).
+sampler = float(sampler_cpu)
+r["wrk_cpu"] = max(0.0, float(k1) - float(k0) - sampler) / wall * 100 if wall > 0 else 0.0
+busy = (int(y1) - int(y0)) / hz / wall * 100 if wall > 0 else 0.0
+r["other_cpu"] = max(0.0, busy - r["srv_cpu"] - r["wrk_cpu"] - sampler / wall * 100)
 r["alive"] = int(alive)
+r["stalled"] = float(stalled)
+r["conns_seen"] = float(conns_seen)
+r["idle_ready"] = int(idle_ready)
+r["idle_failed"] = int(idle_failed)
+r["idle_alive"] = int(idle_alive)
 with open(result, "w") as f:
     f.write(" ".join(f"{k}={v}" for k, v in r.items()) + "\n")
 EOF
@@ -226,13 +317,14 @@ fi
 # ---------------------------------------------------------------------------
 # Main part.
 # ---------------------------------------------------------------------------
-RUNS="${RUNS:-3}"
-DURATION="${DURATION:-10s}"
+RUNS="${RUNS:-8}"
+DURATION="${DURATION:-3s}"
 LOCK="${LOCK-/tmp/grace-cpu.lock}"
 OUT="${OUT:-$ROOT/benches/results/latest.md}"
 MAX_OTHER="${MAX_OTHER:-10}"
 RETRIES="${RETRIES:-2}"
 SERVERS_ENV="${SERVERS:-}"
+GROUPS_ENV="${BENCH_GROUPS:-hello blocking many idle bodies}"
 
 if ! command -v wrk >/dev/null; then
     echo "== installing wrk"
@@ -240,7 +332,7 @@ if ! command -v wrk >/dev/null; then
     apt-get update -qq
     apt-get install -y -qq wrk >/dev/null
 fi
-for tool in taskset python3; do
+for tool in taskset python3 ss awk; do
     command -v "$tool" >/dev/null || { echo "run.sh needs $tool" >&2; exit 1; }
 done
 [ -z "$LOCK" ] || command -v flock >/dev/null || { echo "run.sh needs flock (or LOCK=)" >&2; exit 1; }
@@ -248,23 +340,40 @@ if [ "$(nproc --all)" -le "$CLIENT_CPU" ] || [ "$(nproc --all)" -le "$SERVER_CPU
     echo "need CPUs $SERVER_CPU and $CLIENT_CPU; this machine has $(nproc --all)" >&2
     exit 1
 fi
+[[ "$DURATION" =~ ^[0-9]+s$ ]] || { echo "DURATION must be whole seconds, say 3s (not $DURATION)" >&2; exit 1; }
 
 echo "== building (CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1})"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 (cd "$ROOT" && cargo build --release --example hello)
 (cd "$ROOT" && cargo build --release --manifest-path benches/peers/Cargo.toml)
 
-# Servers: the optional ones only when installed.
-SERVERS=()
-for server in ${SERVERS_ENV:-grace hyper tiny nginx nethttp}; do
-    case $server in
-        nginx) command -v nginx >/dev/null || { echo "== skipping nginx: not installed (benches/install-peers.sh)"; continue; } ;;
-        nethttp) [ -x "$NETHTTP_BIN" ] || { echo "== skipping Go net/http: $NETHTTP_BIN not built (benches/install-peers.sh)"; continue; } ;;
+# A server is skipped (and the run says so) when it is not installed.
+installed() {
+    case $1 in
+        nginx) command -v nginx >/dev/null ;;
+        nethttp) [ -x "$NETHTTP_BIN" ] ;;
+        *) true ;;
     esac
-    SERVERS+=("$server")
+}
+for server in nginx nethttp; do
+    installed "$server" || echo "== skipping $server: not installed (benches/install-peers.sh)"
 done
-[[ " ${SERVERS[*]} " == *" hyper "* ]] || echo "== note: hyper not in SERVERS: no ratios"
-SCEN_IDX=(${SCENARIOS_ONLY:-${!SCENARIOS[@]}})
+
+# The cells of one run: scenario index and its servers.
+SCEN_IDX=()
+declare -A SCEN_SERVERS=()
+for si in ${SCENARIOS_ONLY:-${!SCENARIOS[@]}}; do
+    IFS='|' read -r _ _ _ group _ <<<"${SCENARIOS[$si]}"
+    [[ " $GROUPS_ENV " == *" $group "* ]] || continue
+    list=()
+    for server in ${SERVERS_ENV:-${GROUP_SERVERS[$group]}}; do
+        installed "$server" && list+=("$server")
+    done
+    [ ${#list[@]} -gt 0 ] || continue
+    SCEN_IDX+=("$si")
+    SCEN_SERVERS[$si]="${list[*]}"
+done
+[ ${#SCEN_IDX[@]} -gt 0 ] || { echo "no scenario left (BENCH_GROUPS=$GROUPS_ENV SCENARIOS_ONLY=${SCENARIOS_ONLY:-})" >&2; exit 1; }
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -272,19 +381,30 @@ free_port() {
 
 WORK="$(mktemp -d /tmp/grace-bench.XXXXXX)"
 echo "== raw wrk output and server logs in $WORK"
-total=$((RUNS * ${#SCEN_IDX[@]} * ${#SERVERS[@]}))
+# What report.py needs to know of each scenario.
+for si in "${SCEN_IDX[@]}"; do
+    echo "$si|${SCENARIOS[$si]}|${SCEN_SERVERS[$si]}"
+done >"$WORK/scenarios.txt"
+per_run=0
+for si in "${SCEN_IDX[@]}"; do
+    read -r -a list <<<"${SCEN_SERVERS[$si]}"
+    per_run=$((per_run + ${#list[@]}))
+done
+total=$((RUNS * per_run))
+echo "== $total cells of $DURATION (about $((total * (${DURATION%s} + 2) / 60)) min)"
 n=0
 for ((run = 1; run <= RUNS; run++)); do
     for si in "${SCEN_IDX[@]}"; do
-        IFS='|' read -r sname sargs <<<"${SCENARIOS[$si]}"
+        IFS='|' read -r sname spath sargs _ sidle <<<"${SCENARIOS[$si]}"
         IFS=';' read -r -a wargs <<<"$sargs"
+        read -r -a servers <<<"${SCEN_SERVERS[$si]}"
         # Rotate the server order per scenario and reverse it every other
         # run, so drift (and what one server leaves behind in the kernel,
         # TIME_WAIT sockets say) hits every server alike. (Rotating by run
         # as well would cancel the reversal out for two servers.)
         order=()
-        ns=${#SERVERS[@]}
-        for ((j = 0; j < ns; j++)); do order+=("${SERVERS[$(((j + si) % ns))]}"); done
+        ns=${#servers[@]}
+        for ((j = 0; j < ns; j++)); do order+=("${servers[$(((j + si) % ns))]}"); done
         if ((run % 2 == 0)); then
             rev=()
             for ((j = ns - 1; j >= 0; j--)); do rev+=("${order[$j]}"); done
@@ -295,22 +415,26 @@ for ((run = 1; run <= RUNS; run++)); do
             res="$WORK/$server.s$si.r$run.res"
             for ((try = 1; ; try++)); do
                 port=$(free_port)
-                printf '[%d/%d] run %d  %-16s %-7s port %-5s ... ' "$n" "$total" "$run" "$sname" "$server" "$port"
+                printf '[%d/%d] run %d  %-20s %-10s port %-5s ... ' "$n" "$total" "$run" "$sname" "$server" "$port"
                 rm -f "$res"
+                cmd=(bash "$SELF" __cell "$server" "$port" "$DURATION" "$res" "$spath" "$sidle" "${wargs[@]}")
                 if [ -n "$LOCK" ]; then
-                    flock "$LOCK" bash "$SELF" __cell "$server" "$port" "$DURATION" "$res" "${wargs[@]}" || true
+                    flock "$LOCK" "${cmd[@]}" || true
                 else
-                    bash "$SELF" __cell "$server" "$port" "$DURATION" "$res" "${wargs[@]}" || true
+                    "${cmd[@]}" || true
                 fi
                 if [ ! -s "$res" ]; then
                     echo "FAILED"
                     break
                 fi
                 tr ' ' '\n' <"$res" | awk -F= '{ v[$1] = $2 } END {
-                    printf "%.0f req/s  p50 %.3f ms  p99 %.3f ms  errors %d  CPU: server %.0f%% wrk %.0f%% other %.0f%%\n",
+                    printf "%.0f req/s  p50 %.3f ms  p99 %.3f ms  errors %d  stalled %s  CPU: server %.0f%% wrk %.0f%% other %.0f%%",
                         v["rps"], v["p50"], v["p99"],
-                        v["connect"] + v["read"] + v["write"] + v["timeout"] + v["non2xx"],
-                        v["srv_cpu"], v["wrk_cpu"], v["other_cpu"] }'
+                        v["connect"] + v["read"] + v["write"] + v["timeout"] + v["non2xx"], v["stalled"],
+                        v["srv_cpu"], v["wrk_cpu"], v["other_cpu"]
+                    if (v["idle_ready"] + v["idle_failed"] > 0)
+                        printf "  idle: %d held, %d failed, %d alive at the end", v["idle_ready"], v["idle_failed"], v["idle_alive"]
+                    printf "\n" }'
                 other=$(tr ' ' '\n' <"$res" | awk -F= '$1 == "other_cpu" { printf "%.0f", $2 }')
                 sed -i "s/\$/ tries=$try/" "$res"
                 if ((other <= MAX_OTHER || try > RETRIES)); then
@@ -323,179 +447,4 @@ for ((run = 1; run <= RUNS; run++)); do
     done
 done
 
-# ---------------------------------------------------------------------------
-# Report.
-# ---------------------------------------------------------------------------
-mkdir -p "$(dirname "$OUT")"
-scen_names=()
-scen_args=()
-for si in "${SCEN_IDX[@]}"; do
-    scen_names+=("$si:${SCENARIOS[$si]%%|*}")
-    scen_args+=("${SCENARIOS[$si]#*|}")
-done
-SERVERS_LIST="${SERVERS[*]}" python3 - "$WORK" "$OUT" "$RUNS" "$DURATION" "$SERVER_CPU" "$CLIENT_CPU" "$ROOT" \
-    "${#SCEN_IDX[@]}" "${scen_names[@]}" "${scen_args[@]}" <<'EOF'
-import os, platform, shlex, statistics, subprocess, sys, time
-work, out, runs, duration, scpu, ccpu, root, nscen = sys.argv[1:9]
-nscen = int(nscen)
-scen = [x.split(":", 1) for x in sys.argv[9:9 + nscen]]
-sidx = [int(a) for a, _ in scen]
-names = [b for _, b in scen]
-wargs = [shlex.join(a.split(";")) for a in sys.argv[9 + nscen:9 + 2 * nscen]]
-runs = int(runs)
-servers = os.environ["SERVERS_LIST"].split()
-LABEL = {"grace": "grace", "grace-pc": "grace per-connection", "grace-ll": "grace like-for-like", "grace-pcll": "grace per-connection like-for-like", "grace-b": "grace " + os.environ.get("GRACE_B_ARGS", ""), "hyper": "hyper", "tiny": "tiny_http", "nginx": "nginx", "nethttp": "Go net/http"}
-ORDER = ["hyper", "grace", "grace-pc", "grace-ll", "grace-pcll", "grace-b", "tiny", "nginx", "nethttp"]
-# hyper first: the reference column.
-servers.sort(key=lambda x: ORDER.index(x) if x in ORDER else 99)
-
-def load(server, si, run):
-    p = os.path.join(work, f"{server}.s{si}.r{run}.res")
-    try:
-        line = open(p).read().split()
-    except OSError:
-        return None
-    r = {}
-    for kv in line:
-        k, v = kv.split("=", 1)
-        r[k] = float(v)
-    return r
-
-def med(xs):
-    xs = [x for x in xs if x == x]
-    return statistics.median(xs) if xs else float("nan")
-
-def fmt_lat(ms):
-    if ms != ms:
-        return "n/a"
-    return f"{ms * 1000:.0f} µs" if ms < 1 else f"{ms:.2f} ms"
-
-def cpu_us(r):
-    # Server CPU time per request, in µs: server CPU share / request rate.
-    return r["srv_cpu"] / 100 / r["rps"] * 1e6 if r["rps"] > 0 else float("nan")
-
-def fmt_us(x):
-    return "n/a" if x != x else f"{x:.1f}"
-
-ERR_KEYS = ("connect", "read", "write", "timeout", "non2xx")
-def fmt_err(rs):
-    tot = {k: int(sum(r[k] for r in rs)) for k in ERR_KEYS}
-    parts = [f"{k} {v}" for k, v in tot.items() if v]
-    failed = runs - len(rs)
-    if failed:
-        parts.append(f"{failed} run(s) failed")
-    return ", ".join(parts) if parts else "0"
-
-def sh(cmd):
-    try:
-        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
-    except Exception:
-        return "?"
-
-model = "?"
-for line in open("/proc/cpuinfo"):
-    if line.startswith("model name"):
-        model = line.split(":", 1)[1].strip()
-        break
-
-head = "| scenario | " + " | ".join(LABEL.get(x, x) for x in servers) + " |"
-sep = "|---|" + "---:|" * len(servers)
-thr, lat, cost = [head, sep], [head, sep], [head, sep]
-peers_only = [x for x in servers if x != "hyper"]
-paired = ["| scenario | " + " | ".join(LABEL.get(x, x) for x in peers_only) + " |",
-          "|---|" + "---:|" * len(peers_only)]
-for si, name in zip(sidx, names):
-    rs = {x: [r for r in (load(x, si, k) for k in range(1, runs + 1)) if r] for x in servers}
-    hrps = med([r["rps"] for r in rs.get("hyper", [])])
-    row_t, row_l, row_c = [], [], []
-    for x in servers:
-        g = rs[x]
-        if not g:
-            row_t.append("failed"); row_l.append("failed"); row_c.append("failed")
-            continue
-        grps = med([r["rps"] for r in g])
-        ratio = f" ({grps / hrps:.2f})" if x != "hyper" and hrps == hrps and hrps > 0 else ""
-        row_t.append(f"{grps:,.0f}{ratio}")
-        row_l.append(f"{fmt_lat(med([r['p50'] for r in g]))} / {fmt_lat(med([r['p99'] for r in g]))}")
-        row_c.append(f"{fmt_us(med([cpu_us(r) for r in g]))} µs, wrk {med([r['wrk_cpu'] for r in g]):.0f}%, errors {fmt_err(g)}")
-    thr.append(f"| {name} | " + " | ".join(row_t) + " |")
-    # Paired: run i of a server against run i of hyper (interleaved, so
-    # drift hits both); the median of those ratios, and their spread.
-    row_p = []
-    for x in servers:
-        if x == "hyper":
-            continue
-        pairs = []
-        for k in range(1, runs + 1):
-            a, h = load(x, si, k), load("hyper", si, k)
-            if a and h and h["rps"] > 0:
-                pairs.append(a["rps"] / h["rps"])
-        row_p.append(f"{med(pairs):.2f} ({min(pairs):.2f}-{max(pairs):.2f})" if pairs else "-")
-    paired.append(f"| {name} | " + " | ".join(row_p) + " |")
-    lat.append(f"| {name} | " + " | ".join(row_l) + " |")
-    cost.append(f"| {name} | " + " | ".join(row_c) + " |")
-
-raw = []
-raw.append("| scenario | server | run | req/s | requests | p50 | p99 | connect | read | write | timeout | non-2xx | server CPU | CPU µs/req | wrk CPU | other CPU | tries |")
-raw.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for si, name in zip(sidx, names):
-    for server in servers:
-        for k in range(1, runs + 1):
-            r = load(server, si, k)
-            if r is None:
-                raw.append(f"| {name} | {LABEL.get(server, server)} | {k} | failed | | | | | | | | | | | | | |")
-                continue
-            raw.append(
-                f"| {name} | {LABEL.get(server, server)} | {k} | {r['rps']:,.0f} | {int(r['requests'])} | "
-                f"{fmt_lat(r['p50'])} | {fmt_lat(r['p99'])} | {int(r['connect'])} | {int(r['read'])} | "
-                f"{int(r['write'])} | {int(r['timeout'])} | {int(r['non2xx'])} | "
-                f"{r['srv_cpu']:.0f}% | {fmt_us(cpu_us(r))} | {r['wrk_cpu']:.0f}% | {r['other_cpu']:.0f}% | {int(r.get('tries', 1))} |"
-            )
-
-commit = sh(f"git -C {root} rev-parse --short HEAD")
-dirty = sh(f"git -C {root} status --porcelain -- src examples Cargo.toml Cargo.lock")
-peers = {
-    "grace": "grace `examples/hello`",
-    "grace-pc": "grace `examples/hello --threads per-connection`",
-    "grace-ll": "grace `examples/hello --defer-accept-ms 0 --no-sched-batch` (hyper's kernel knobs)",
-    "grace-pcll": "grace `examples/hello --threads per-connection --defer-accept-ms 0 --no-sched-batch`",
-    "grace-b": "grace `examples/hello " + os.environ.get("GRACE_B_ARGS", "") + "`",
-    "hyper": "hyper `benches/peers` (hyper 1 + hyper-util + tokio multi-thread, 1 worker under taskset)",
-    "tiny": "tiny_http 0.12 `benches/peers` tiny-hello (1 recv worker under taskset, plus tiny_http's own connection threads)",
-    "nginx": "nginx " + sh("nginx -v 2>&1 | sed 's/.*nginx\\///'") + " (1 worker, `return 200`, access_log off; `benches/peers/nginx/nginx.conf.in`)",
-    "nethttp": "Go net/http (" + sh("go version | awk '{print $3}'") + ", GOMAXPROCS 1 under taskset; `benches/peers/go/nethttp`)",
-}
-machine = [
-    f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-    f"- grace commit: {commit}{' (src/examples modified)' if dirty else ''}",
-    f"- CPU: {model}; nproc {os.cpu_count()}; kernel {platform.release()}",
-    f"- server pinned to CPU {scpu}, wrk (`-t1`) to CPU {ccpu}; {runs} run(s) of {duration} per cell, interleaved",
-    f"- {sh('wrk -v 2>&1 | head -1')}; {sh('rustc --version')}",
-    "- peers: " + "; ".join(peers.get(x, x) for x in servers),
-]
-scen_doc = [f"- {n}: `wrk --latency -d {duration} {a} http://127.0.0.1:PORT/`" for n, a in zip(names, wargs)]
-doc = (
-    ["# grace and its peers: latest run", "", *machine, "", "Scenarios:", *scen_doc, "",
-     "## Throughput: median req/s (ratio to hyper's median from the same run)", "", *thr, "",
-     "## Paired ratios to hyper: median of (run i / hyper's run i), and their spread", "", *paired, "",
-     "## Latency: median p50 / p99", "", *lat, "",
-     "## Server CPU per request, wrk CPU, errors", "", *cost, "",
-     "Errors are totals over the runs (wrk socket errors and non-2xx responses).",
-     "Server CPU: CPU time the server (with its child processes) used during the wrk run / wall time;",
-     "CPU µs/req = that time / requests served, the server's cost per request whoever is the bottleneck.",
-     "wrk CPU likewise for wrk (one thread on one CPU): near 100% means the client, not the server,",
-     "limits the rate, and req/s understates that server. Other CPU: busy time of all CPUs minus",
-     "server and wrk (other processes, interrupts); high values mean the run was disturbed.", "",
-     "## Every run", "", *raw, ""]
-)
-with open(out, "w") as f:
-    f.write("\n".join(doc))
-print()
-print("\n".join(thr))
-print()
-print("\n".join(paired))
-print()
-print("\n".join(lat))
-print()
-print(f"raw results: {out}")
-EOF
+python3 "$ROOT/benches/report.py" "$WORK" "$OUT" "$RUNS" "$DURATION" "$SERVER_CPU" "$CLIENT_CPU" "$ROOT"

@@ -9,7 +9,8 @@
 // Routes: `GET /` (`hello\n`), `GET /healthz`, `GET /sleep?ms=N`, `GET /pid`,
 // `POST|PUT /echo`, `GET /stream?chunks=N&ms=M`, `GET /panic`, `GET /conninfo`,
 // `GET /events?ms=N`, `GET /ws` (a WebSocket echo), `GET /sized?bytes=N`,
-// `GET /file?bytes=N`.
+// `GET /file?bytes=N`, `GET /work?us=N` (CPU-bound), `GET /bytes?n=N` (a body
+// from memory).
 //
 // The integration tests start the binary `cargo test` builds from this file
 // (`target/<profile>/examples/hello`). Its WebSocket echo uses tungstenite, a
@@ -414,6 +415,35 @@ impl Read for Pattern {
     }
 }
 
+/// The largest body `GET /bytes` serves.
+const BYTES_MAX: usize = 16 << 20;
+
+/// `BYTES_MAX` bytes of the pattern, built on first use.
+fn pattern_bytes() -> &'static [u8] {
+    static BUF: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BUF.get_or_init(|| {
+        let mut v = vec![0; BYTES_MAX];
+        Pattern::new(BYTES_MAX as u64)
+            .read_exact(&mut v)
+            .expect("the pattern never fails");
+        v
+    })
+}
+
+/// About `us` µs of CPU work: 1,000 steps per µs of a multiply-add chain
+/// (each step waits for the one before), the loop `benches/peers` runs for
+/// the same route. Returns the result so it is not optimised away.
+fn work(us: u64) -> u64 {
+    let mut x = us;
+    for _ in 0..us * 1000 {
+        x = std::hint::black_box(
+            x.wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407),
+        );
+    }
+    x
+}
+
 /// A file of `bytes` bytes of the pattern, made once in the temporary
 /// directory (written aside, then renamed into place).
 fn pattern_file(bytes: u64) -> io::Result<std::fs::File> {
@@ -463,6 +493,18 @@ fn handle(
             let ms = query(&req, "ms").unwrap_or(0).min(600_000);
             std::thread::sleep(Duration::from_millis(ms));
             text(StatusCode::OK, format!("slept {ms} ms\n"))
+        }
+        // A CPU-bound handler: about N µs of arithmetic on this thread (the
+        // same loop as the benchmark peers', so the work per request is equal).
+        (Method::GET | Method::HEAD, "/work") => {
+            let us = query(&req, "us").unwrap_or(0).min(1_000_000);
+            text(StatusCode::OK, format!("worked {us} us: {:x}\n", work(us)))
+        }
+        // N bytes of the pattern from memory (one buffer, built once): a
+        // large response as a handler that holds its body serves it.
+        (Method::GET | Method::HEAD, "/bytes") => {
+            let n = query(&req, "n").unwrap_or(1024).min(BYTES_MAX as u64) as usize;
+            Response::new(ResponseBody::from(&pattern_bytes()[..n]))
         }
         // A readiness probe: 503 from the moment a shutdown begins (its
         // delay included), so a load balancer stops sending new clients.
@@ -583,7 +625,7 @@ fn handle(
         (
             _,
             "/" | "/healthz" | "/sleep" | "/pid" | "/echo" | "/stream" | "/panic" | "/conninfo"
-            | "/events" | "/ws" | "/sized" | "/file",
+            | "/events" | "/ws" | "/sized" | "/file" | "/work" | "/bytes",
         ) => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n".into(),

@@ -2,8 +2,12 @@
 //!
 //! `hyper-hello 127.0.0.1:PORT`. Multi-thread runtime with the default worker
 //! count (the CPUs this process may run on: 1 under `taskset -c 0`), HTTP/1.1
-//! only, keep-alive on. Routes: `GET /` -> `hello\n`, `GET /sleep?ms=N`,
-//! `GET /file?bytes=N` (the file grace's demo wrote for the same N, in
+//! only, keep-alive on. Routes: `GET /` -> `hello\n`; `GET /sleep?ms=N` and
+//! `GET /work?us=N` (a blocking sleep and grace's CPU-bound loop, each run
+//! with `spawn_blocking`, as a tokio program runs blocking work);
+//! `GET /asleep?ms=N` (`tokio::time::sleep`, the async way to wait);
+//! `POST /echo` (the body collected, then sent back); `GET /bytes?n=N` (N bytes
+//! of grace's pattern from memory); `GET /file?bytes=N` (the file grace's demo wrote for the same N, in
 //! `$TMPDIR/grace-hello-files/`, streamed with `tokio::fs` in 16 KiB reads,
 //! with `Content-Length`, as a hyper program serves a file).
 //! hyper adds `Date` and `Content-Length` itself.
@@ -14,7 +18,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http_body_util::{Either, Full};
+use grace_bench_peers::{pattern_bytes, query, work, BYTES_MAX};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Body, Frame};
 use tokio::io::{AsyncRead, ReadBuf};
 use hyper::server::conn::http1;
@@ -95,14 +100,28 @@ async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Out>, In
     Ok(match (req.method(), req.uri().path()) {
         (&Method::GET, "/") => text(StatusCode::OK, "hello\n"),
         (&Method::GET, "/sleep") => {
-            let ms = req.uri().query().and_then(|q| {
-                q.split('&')
-                    .find_map(|kv| kv.strip_prefix("ms=")?.parse::<u64>().ok())
-            });
-            let ms = ms.unwrap_or(0).min(600_000);
+            let ms = query(req.uri().query(), "ms").unwrap_or(0).min(600_000);
+            let _ = tokio::task::spawn_blocking(move || std::thread::sleep(Duration::from_millis(ms))).await;
+            text(StatusCode::OK, format!("slept {ms} ms\n"))
+        }
+        (&Method::GET, "/asleep") => {
+            let ms = query(req.uri().query(), "ms").unwrap_or(0).min(600_000);
             tokio::time::sleep(Duration::from_millis(ms)).await;
             text(StatusCode::OK, format!("slept {ms} ms\n"))
         }
+        (&Method::GET, "/work") => {
+            let us = query(req.uri().query(), "us").unwrap_or(0).min(1_000_000);
+            let x = tokio::task::spawn_blocking(move || work(us)).await.unwrap_or(0);
+            text(StatusCode::OK, format!("worked {us} us: {x:x}\n"))
+        }
+        (&Method::GET, "/bytes") => {
+            let n = query(req.uri().query(), "n").unwrap_or(1024).min(BYTES_MAX as u64) as usize;
+            Response::new(Full::new(Bytes::from_static(&pattern_bytes()[..n])))
+        }
+        (&Method::POST, "/echo") => match req.into_body().collect().await {
+            Ok(body) => Response::new(Full::new(body.to_bytes())),
+            Err(e) => text(StatusCode::BAD_REQUEST, format!("bad body: {e}\n")),
+        },
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
     .map(Either::Left))

@@ -5,6 +5,7 @@
 # connections (benches/count_load.py).
 #
 #   benches/callgrind.sh            # N=20000 C=64 -> benches/results/callgrind.md
+#   GRACE_B_BIN=/tmp/old-hello benches/callgrind.sh   # also another build: an A/B
 #
 # For each server: start it under callgrind, warm it up with 2,000
 # requests, zero the counters (`callgrind_control -z`), send N requests,
@@ -22,6 +23,8 @@ command -v valgrind >/dev/null || { echo "callgrind.sh needs valgrind (apt-get i
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 (cd "$ROOT" && cargo build --release --example hello)
 (cd "$ROOT" && cargo build --release --manifest-path benches/peers/Cargo.toml)
+GRACE_BIN="${GRACE_BIN:-$ROOT/target/release/examples/hello}"
+GRACE_B_BIN="${GRACE_B_BIN:-}"
 WORK="$(mktemp -d /tmp/grace-callgrind.XXXXXX)"
 port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -55,8 +58,12 @@ measure() { # name, then the server's command with PORT in it
 }
 
 {
-    measure grace "$ROOT/target/release/examples/hello" --listen 127.0.0.1:PORT
-    measure grace-pc "$ROOT/target/release/examples/hello" --listen 127.0.0.1:PORT --threads per-connection
+    measure grace "$GRACE_BIN" --listen 127.0.0.1:PORT
+    measure grace-pc "$GRACE_BIN" --listen 127.0.0.1:PORT --threads per-connection
+    if [ -n "$GRACE_B_BIN" ]; then
+        measure grace-b "$GRACE_B_BIN" --listen 127.0.0.1:PORT
+        measure grace-b-pc "$GRACE_B_BIN" --listen 127.0.0.1:PORT --threads per-connection
+    fi
     measure hyper "$ROOT/benches/peers/target/release/hyper-hello" 127.0.0.1:PORT
 } | tee "$WORK/totals.txt"
 
@@ -74,7 +81,9 @@ lines = ["# Instructions per request (callgrind)", "",
          f"- `GET /`, {n:,} requests over {c} keep-alive connections (after 2,000 to warm up), "
          "user-space instructions of all the server's threads, from `benches/callgrind.sh`", "",
          "| server | instructions per request | ratio to hyper |", "|---|---:|---:|"]
-label = {"grace": "grace (a thread per request)", "grace-pc": "grace (a thread per connection)", "hyper": "hyper + tokio"}
+label = {"grace": "grace (a thread per request)", "grace-pc": "grace (a thread per connection)",
+         "grace-b": "grace-b, GRACE_B_BIN (a thread per request)",
+         "grace-b-pc": "grace-b, GRACE_B_BIN (a thread per connection)", "hyper": "hyper + tokio"}
 for name, v in rows.items():
     lines.append(f"| {label.get(name, name)} | {v:,.0f} | {v / h:.2f} |" if h else f"| {name} | {v:,.0f} | |")
 open(out, "w").write("\n".join(lines) + "\n")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs wrk and the optional peers of the benchmark harness with apt-get
+# Installs wrk, valgrind (benches/callgrind.sh) and the optional peers of the benchmark harness with apt-get
 # (Debian/Ubuntu, as root). Each package is optional: a failure is reported
 # and the rest goes on; the harness (benches/run.sh, rss.py, handover.py)
 # skips a peer that is not installed and says so.
@@ -13,7 +13,7 @@
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PKGS=(wrk nginx-light golang-go golang-github-facebookgo-grace-dev golang-github-cloudflare-tableflip-dev)
+PKGS=(wrk valgrind nginx-light golang-go golang-github-facebookgo-grace-dev golang-github-cloudflare-tableflip-dev)
 missing=()
 
 if [ "${1:-}" != "--build-only" ]; then

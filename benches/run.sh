@@ -159,14 +159,23 @@ cell() {
         fi
         wait "$pid" 2>/dev/null || true
     }
-    # Ready when GET / answers 200 (at most 10 s).
-    if ! python3 - "$url/" <<'EOF'
-import sys, time, urllib.request
+    # Ready when GET / answers 200 (at most 10 s). A plain HTTP/1.1 request,
+    # without `Connection: close` (astra 0.4 never answers one).
+    if ! python3 - "$port" <<'EOF'
+import socket, sys, time
 end = time.monotonic() + 10
 while True:
     try:
-        with urllib.request.urlopen(sys.argv[1], timeout=1) as r:
-            if r.status == 200 and r.read() == b"hello\n":
+        with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            got = b""
+            while not (got.startswith(b"HTTP/1.1 200") and got.endswith(b"hello\n")
+                       or got.endswith(b"hello\n\r\n0\r\n\r\n")):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            if got.startswith(b"HTTP/1.1 200"):
                 sys.exit(0)
     except OSError:
         pass

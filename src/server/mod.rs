@@ -35,7 +35,7 @@ use crate::accept::{accept_loop, Waker};
 use crate::conn::Conn;
 use crate::drain::Tracker;
 use crate::listener::{self, ListenAddr, Listener, Listeners};
-use crate::park::{ParkLot, Parked};
+use crate::park::{ParkLot, Parked, ParkedConn};
 use crate::pool::Pool;
 use crate::protocol::{Protocol, Served};
 use crate::upgrade::child;
@@ -156,7 +156,8 @@ impl Server {
         let work: crate::pool::Work<Parked<P>> = {
             let (lot, proto) = (lot.clone(), proto.clone());
             Arc::new(move |mut job: Parked<P>| loop {
-                if proto.serve(&mut job.conn, &mut job.session) == Served::Park {
+                let ParkedConn { conn, session, .. } = &mut *job;
+                if proto.serve(conn, session) == Served::Park {
                     // Handed back if its next request came in meanwhile.
                     if let Some(again) = lot.park(job) {
                         job = again;

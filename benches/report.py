@@ -168,71 +168,53 @@ for g in groups:
     has_hyper = "hyper" in servers
     sec = [f"## {GROUP_TITLE.get(g, g)}", ""]
 
-    def thr_rows(cols):
-        rows = []
-        for s in scs:
-            row = [s["name"]]
-            for x in cols:
-                if x not in s["servers"]:
-                    row.append("-")
-                    continue
-                m = median_of(x, s)
-                cell = fmt_num(m)
-                if x != "hyper" and has_hyper and "hyper" in s["servers"]:
-                    cell += f" · **{fmt_pair(paired(x, 'hyper', s))}**"
-                row.append(cell)
-            rows.append(row)
-        return rows
+    def grid(cols, cell):
+        """A row per scenario: "-" where a server did not run, else cell(x, s)."""
+        return [[s["name"]] + ["-" if x not in s["servers"] else cell(x, s) for x in cols]
+                for s in scs]
 
+    def vs_hyper(x, s, metric):
+        if x != "hyper" and has_hyper and "hyper" in s["servers"]:
+            return fmt_pair(paired(x, "hyper", s, metric))
+        return None
+
+    def thr_cell(x, s):
+        p = vs_hyper(x, s, "rps")
+        return fmt_num(median_of(x, s)) + (f" · **{p}**" if p else "")
+
+    def cpu_cell(x, s):
+        c = median_of(x, s, "cpu")
+        p = vs_hyper(x, s, "cpu")
+        return ("n/a" if c != c else f"{c:.1f}") + (f" ({p})" if p else "")
+
+    any_stall = [False]
+
+    def stall_cell(x, s):
+        rs = runs_of(x, s)
+        # Idle connections held on purpose get nothing: they are not counted.
+        st = med([max(0.0, r.get("stalled", float("nan")) - r.get("idle_ready", 0)) for r in rs])
+        seen = med([r.get("conns_seen", float("nan")) - r.get("idle_ready", 0) for r in rs])
+        any_stall[0] |= st == st and st > 0
+        return f"{fmt_num(st)} of {fmt_num(seen)}; errors {fmt_err(rs)}"
+
+    heads = ["scenario"] + [LABEL.get(x, x) for x in servers]
     sec += ["Each server with its own defaults: median req/s · **median of paired ratios to hyper "
             "(their range)**", ""]
-    sec += table(["scenario"] + [LABEL.get(x, x) for x in own], thr_rows(own)) + [""]
+    sec += table(["scenario"] + [LABEL.get(x, x) for x in own], grid(own, thr_cell)) + [""]
     if len(like) > 1:
         sec += ["Like for like: grace with hyper's kernel knobs (`--defer-accept-ms 0 "
                 "--no-sched-batch`: no TCP_DEFER_ACCEPT, no SCHED_BATCH)", ""]
-        sec += table(["scenario"] + [LABEL.get(x, x) for x in like], thr_rows(like)) + [""]
-    rows = []
-    for s in scs:
-        row = [s["name"]]
-        for x in servers:
-            row.append("-" if x not in s["servers"] else
-                       f"{fmt_lat(median_of(x, s, 'p50'))} / {fmt_lat(median_of(x, s, 'p99'))}")
-        rows.append(row)
+        sec += table(["scenario"] + [LABEL.get(x, x) for x in like], grid(like, thr_cell)) + [""]
     sec += ["Latency: median p50 / p99", ""]
-    sec += table(["scenario"] + [LABEL.get(x, x) for x in servers], rows) + [""]
-    rows = []
-    for s in scs:
-        row = [s["name"]]
-        for x in servers:
-            if x not in s["servers"]:
-                row.append("-")
-                continue
-            c = median_of(x, s, "cpu")
-            cell = "n/a" if c != c else f"{c:.1f}"
-            if x != "hyper" and has_hyper and "hyper" in s["servers"]:
-                cell += f" ({fmt_pair(paired(x, 'hyper', s, 'cpu'))})"
-            row.append(cell)
-        rows.append(row)
+    sec += table(heads, grid(servers, lambda x, s: f"{fmt_lat(median_of(x, s, 'p50'))} / "
+                                                   f"{fmt_lat(median_of(x, s, 'p99'))}")) + [""]
     sec += ["Server CPU per request, µs: median (median of paired ratios to hyper's, their range)", ""]
-    sec += table(["scenario"] + [LABEL.get(x, x) for x in servers], rows) + [""]
-    rows, any_stall = [], False
-    for s in scs:
-        row = [s["name"]]
-        for x in servers:
-            if x not in s["servers"]:
-                row.append("-")
-                continue
-            rs = runs_of(x, s)
-            # Idle connections held on purpose get nothing: they are not counted.
-            st = med([max(0.0, r.get("stalled", float("nan")) - r.get("idle_ready", 0)) for r in rs])
-            seen = med([r.get("conns_seen", float("nan")) - r.get("idle_ready", 0) for r in rs])
-            any_stall |= st == st and st > 0
-            row.append(f"{fmt_num(st)} of {fmt_num(seen)}; errors {fmt_err(rs)}")
-        rows.append(row)
+    sec += table(heads, grid(servers, cpu_cell)) + [""]
+    rows = grid(servers, stall_cell)
     sec += ["Unanswered connections (median: connections the server sent nothing to over the "
             "middle 40% of the run, of those open) and wrk's errors (totals)"
-            + ("" if any_stall else ": none unanswered in this group"), ""]
-    sec += table(["scenario"] + [LABEL.get(x, x) for x in servers], rows) + [""]
+            + ("" if any_stall[0] else ": none unanswered in this group"), ""]
+    sec += table(heads, rows) + [""]
     doc_groups += sec
     printed += sec
 

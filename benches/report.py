@@ -28,7 +28,8 @@ runs = int(runs)
 LABEL = {
     "grace": "grace", "grace-pc": "grace per-connection",
     "grace-ll": "grace, hyper's knobs", "grace-pcll": "grace per-connection, hyper's knobs",
-    "grace-b": "grace " + os.environ.get("GRACE_B_ARGS", ""),
+    "grace-b": ("grace-b " + os.environ.get("GRACE_B_ARGS", "")
+                + (f" ({os.path.basename(os.environ['GRACE_B_BIN'])})" if os.environ.get("GRACE_B_BIN") else "")).strip(),
     "hyper": "hyper", "astra": "astra (default cap)", "astra-w": "astra (cap raised)",
     "tiny": "tiny_http", "nginx": "nginx", "nethttp": "Go net/http",
 }
@@ -322,6 +323,13 @@ for s in scenarios:
                 ps = paired(x, x, s, "rps", base_c64)
                 target(f"{LABEL[x]}: c64 with {s['idle']:,} idle ≥ 0.9x c64 alone", fmt_pair(ps),
                        med(ps) >= 0.9 if ps else None)
+ab = []
+for sc in scenarios:
+    if "grace" in sc["servers"] and "grace-b" in sc["servers"]:
+        ab.append([sc["name"], fmt_pair(paired("grace", "grace-b", sc)),
+                   fmt_pair(paired("grace", "grace-b", sc, "cpu"))])
+ab_sec = (["## A/B: grace against grace-b, paired per run", ""]
+          + table(["scenario", "req/s ratio", "CPU per request ratio"], ab) + [""]) if ab else []
 tsec = ["## Targets", "",
         "Each figure is a median of paired per-run ratios with their range; \"the better shape\" is",
         "whichever of grace's two thread shapes has the higher median in that cell.", ""]
@@ -435,7 +443,7 @@ peers = {
     "grace-pc": "grace per-connection: `--threads per-connection`",
     "grace-ll": "grace, hyper's knobs: `--defer-accept-ms 0 --no-sched-batch`",
     "grace-pcll": "grace per-connection, hyper's knobs: `--threads per-connection --defer-accept-ms 0 --no-sched-batch`",
-    "grace-b": "grace-b: `examples/hello " + os.environ.get("GRACE_B_ARGS", "") + "`",
+    "grace-b": "grace-b: `" + (os.environ.get("GRACE_B_BIN") or "examples/hello") + " " + os.environ.get("GRACE_B_ARGS", "") + "`",
     "hyper": "hyper: `benches/peers` hyper-hello (hyper 1 + tokio multi-thread, 1 worker under taskset; blocking routes in `spawn_blocking`)",
     "astra": "astra 0.4: `benches/peers` astra-hello, its default worker cap (15 per CPU)",
     "astra-w": "astra (cap raised): the same with `max_workers` = the cell's connections + 64",
@@ -462,9 +470,9 @@ notes = [
     "means the client limited the rate. Other CPU: busy time of all CPUs minus server and wrk; a",
     "cell where it exceeded MAX_OTHER was run again (tries).", "",
 ]
-doc = head + tsec + plots + [""] + doc_groups + notes + ["## Every run", ""] + raw + [""]
+doc = head + ab_sec + tsec + plots + [""] + doc_groups + notes + ["## Every run", ""] + raw + [""]
 with open(out, "w") as f:
     f.write("\n".join(doc))
-print("\n".join(tsec))
+print("\n".join(ab_sec + tsec))
 print("\n".join(printed))
 print(f"report: {out}")

@@ -38,7 +38,6 @@ measure() { # name, then the server's command with PORT in it
         "${cmd[@]}" >"$WORK/$name.log" 2>&1 &
     pid=$!
     # Ready when it answers (valgrind starts slowly: at most 60 s).
-    python3 "$ROOT/benches/count_load.py" "$p" 1 1 / 1 >/dev/null 2>&1 || true
     local i
     for ((i = 0; i < 600; i++)); do
         python3 "$ROOT/benches/count_load.py" "$p" 1 1 / 2 >/dev/null 2>&1 && break

@@ -20,6 +20,8 @@ import socket
 import sys
 import time
 
+from count_load import response_end
+
 port, n, ready_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if soft < n + 64:
@@ -66,17 +68,9 @@ while (len(done) + failed < n) and time.monotonic() < deadline:
         if not chunk:
             sel.unregister(s); s.close(); del state[s]; failed += 1
             continue
-        buf = state[s] + chunk
-        state[s] = buf
-        head, sep, body = buf.partition(b"\r\n\r\n")
-        if sep:
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                k, _, v = line.partition(b":")
-                if k.strip().lower() == b"content-length":
-                    length = int(v.strip())
-            if len(body) >= length:
-                sel.unregister(s); del state[s]; done.append(s)
+        state[s] += chunk
+        if response_end(state[s]) is not None:
+            sel.unregister(s); del state[s]; done.append(s)
 failed += len(state)
 with open(ready_file, "w") as f:
     f.write(f"ready={len(done)} failed={failed}\n")

@@ -119,14 +119,18 @@ cell() {
     done
     # Thousands of connections: every process here may use all the fds it may.
     ulimit -n "$(ulimit -Hn)"
-    local base=(taskset -c "$SERVER_CPU")
+    local base=(taskset -c "$SERVER_CPU") grace_bin=$GRACE_BIN flags=()
+    local ll=(--defer-accept-ms 0 --no-sched-batch) pc=(--threads per-connection)
     case $server in
-        grace) "${base[@]}" "$GRACE_BIN" --listen "127.0.0.1:$port" >"$log" 2>&1 & pid=$! ;;
-        grace-pc) "${base[@]}" "$GRACE_BIN" --listen "127.0.0.1:$port" --threads per-connection >"$log" 2>&1 & pid=$! ;;
-        grace-ll) "${base[@]}" "$GRACE_BIN" --listen "127.0.0.1:$port" --defer-accept-ms 0 --no-sched-batch >"$log" 2>&1 & pid=$! ;;
-        grace-pcll) "${base[@]}" "$GRACE_BIN" --listen "127.0.0.1:$port" --threads per-connection --defer-accept-ms 0 --no-sched-batch >"$log" 2>&1 & pid=$! ;;
-        grace-b) # shellcheck disable=SC2086 # GRACE_B_ARGS is a list of flags
-            "${base[@]}" "${GRACE_B_BIN:-$GRACE_BIN}" --listen "127.0.0.1:$port" $GRACE_B_ARGS >"$log" 2>&1 & pid=$! ;;
+        grace) ;;
+        grace-pc) flags=("${pc[@]}") ;;
+        grace-ll) flags=("${ll[@]}") ;;
+        grace-pcll) flags=("${pc[@]}" "${ll[@]}") ;;
+        # shellcheck disable=SC2206 # GRACE_B_ARGS is a list of flags
+        grace-b) grace_bin=${GRACE_B_BIN:-$GRACE_BIN} flags=($GRACE_B_ARGS) ;;
+    esac
+    case $server in
+        grace*) "${base[@]}" "$grace_bin" --listen "127.0.0.1:$port" "${flags[@]}" >"$log" 2>&1 & pid=$! ;;
         hyper) "${base[@]}" "$HYPER_BIN" "127.0.0.1:$port" >"$log" 2>&1 & pid=$! ;;
         astra) "${base[@]}" "$ASTRA_BIN" "127.0.0.1:$port" >"$log" 2>&1 & pid=$! ;;
         astra-w) "${base[@]}" "$ASTRA_BIN" "127.0.0.1:$port" $((conns + idle + 64)) >"$log" 2>&1 & pid=$! ;;
@@ -141,12 +145,18 @@ cell() {
         *) echo "unknown server $server" >&2; return 2 ;;
     esac
     local idle_pid="" idle_file="${result%.res}.idle"
+    # The idle connections' holder: SIGTERM makes it note how many are still
+    # open (`alive=`) and exit.
+    stop_idle() {
+        [ -n "$idle_pid" ] || return 0
+        kill -TERM "$idle_pid" 2>/dev/null || true
+        wait "$idle_pid" 2>/dev/null || true
+        idle_pid=""
+    }
+    # `field KEY FILE`: the number after KEY= in FILE (empty if none).
+    field() { sed -n "s/.*\b$1=\([0-9.]*\).*/\1/p" "$2" 2>/dev/null | head -1; }
     stop_server() {
-        if [ -n "$idle_pid" ]; then
-            kill -TERM "$idle_pid" 2>/dev/null || true
-            wait "$idle_pid" 2>/dev/null || true
-            idle_pid=""
-        fi
+        stop_idle
         kill -TERM "$pid" 2>/dev/null || true
         local i
         for ((i = 0; i < 100; i++)); do
@@ -161,28 +171,15 @@ cell() {
     }
     # Ready when GET / answers 200 (at most 10 s). A plain HTTP/1.1 request,
     # without `Connection: close` (astra 0.4 never answers one).
-    if ! python3 - "$port" <<'EOF'
-import socket, sys, time
-end = time.monotonic() + 10
-while True:
-    try:
-        with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            got = b""
-            while not (got.startswith(b"HTTP/1.1 200") and got.endswith(b"hello\n")
-                       or got.endswith(b"hello\n\r\n0\r\n\r\n")):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                got += chunk
-            if got.startswith(b"HTTP/1.1 200"):
-                sys.exit(0)
-    except OSError:
-        pass
-    if time.monotonic() > end:
-        sys.exit(1)
-    time.sleep(0.05)
-EOF
+    ready() {
+        local i
+        for ((i = 0; i < 100; i++)); do
+            python3 "$ROOT/benches/count_load.py" "$port" 1 1 / 1 >/dev/null 2>&1 && return 0
+            sleep 0.1
+        done
+        return 1
+    }
+    if ! ready
     then
         echo "  $server did not answer on $url/ within 10 s; its log:" >&2
         sed 's/^/    /' "$log" >&2
@@ -201,8 +198,8 @@ EOF
             kill -0 "$idle_pid" 2>/dev/null || break
             sleep 0.1
         done
-        idle_ready=$(sed -n 's/.*ready=\([0-9]*\).*/\1/p' "$idle_file" 2>/dev/null | head -1)
-        idle_failed=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' "$idle_file" 2>/dev/null | head -1)
+        idle_ready=$(field ready "$idle_file")
+        idle_failed=$(field failed "$idle_file")
         idle_ready=${idle_ready:-0} idle_failed=${idle_failed:-$idle}
     fi
     # CPU time (utime + stime, clock ticks) of the whole server process and
@@ -259,18 +256,16 @@ EOF
     local alive=1
     kill -0 "$pid" 2>/dev/null || alive=0
     if [ -n "$idle_pid" ]; then
-        kill -TERM "$idle_pid" 2>/dev/null || true
-        wait "$idle_pid" 2>/dev/null || true
-        idle_pid=""
-        idle_alive=$(sed -n 's/^alive=\([0-9]*\)/\1/p' "$idle_file" 2>/dev/null | head -1)
+        stop_idle
+        idle_alive=$(field alive "$idle_file")
         idle_alive=${idle_alive:-0}
     fi
     stop_server
     local hz stalled conns_seen sampler_cpu
     hz=$(getconf CLK_TCK)
-    sampler_cpu=$(sed -n 's/.*cpu=\([0-9.]*\).*/\1/p' "$stalled_file" 2>/dev/null | head -1)
-    stalled=$(sed -n 's/.*stalled=\([0-9]*\).*/\1/p' "$stalled_file" 2>/dev/null | head -1)
-    conns_seen=$(sed -n 's/.*conns=\([0-9]*\).*/\1/p' "$stalled_file" 2>/dev/null | head -1)
+    sampler_cpu=$(field cpu "$stalled_file")
+    stalled=$(field stalled "$stalled_file")
+    conns_seen=$(field conns "$stalled_file")
     python3 - "$wrk_out" "$result" "$t0" "$t1" "$s0" "$s1" "$hz" "$k0" "$k1" "$alive" "$y0" "$y1" \
         "${stalled:-nan}" "${conns_seen:-nan}" "$idle_ready" "$idle_failed" "$idle_alive" "${sampler_cpu:-0}" <<'EOF'
 import re, sys

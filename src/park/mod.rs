@@ -56,14 +56,15 @@ use crate::sys;
 use slab::{earliest, Slab, Slot, SlotRef};
 
 /// A connection of a parking server: the socket and the protocol's state
-/// kept between requests. The pool's job for [`crate::Server::serve_parked`].
-pub(crate) struct Parked<P: Protocol>(Box<ParkedConn<P>>);
+/// kept between requests, in one box for the connection's whole life. The
+/// pool's job for [`crate::Server::serve_parked`]. A connection moves
+/// between the accept thread, the pool's queue, a worker and the poller's
+/// slab several times per request; boxed, a pointer moves where the whole
+/// struct (some hundreds of bytes) would be copied each time (measured with
+/// callgrind: `benches/callgrind.sh`).
+pub(crate) type Parked<P> = Box<ParkedConn<P>>;
 
-/// What a [`Parked`] owns. It lives in one allocation for the connection's
-/// whole life: a connection moves between the accept thread, the pool's
-/// queue, a worker and the poller's slab several times per request, and a
-/// pointer moves where the whole struct (some hundreds of bytes) would be
-/// copied each time (measured with callgrind: `benches/callgrind.sh`).
+/// What a [`Parked`] owns.
 pub(crate) struct ParkedConn<P: Protocol> {
     pub(crate) conn: Conn,
     pub(crate) session: P::Session,
@@ -72,31 +73,18 @@ pub(crate) struct ParkedConn<P: Protocol> {
     slot: Option<SlotRef<P>>,
 }
 
-impl<P: Protocol> Parked<P> {
+impl<P: Protocol> ParkedConn<P> {
     /// A newly accepted connection.
     pub(crate) fn new(mut conn: Conn, proto: &P) -> Parked<P> {
         // With deferred accept its request is normally there already; if
         // not, the first read finds nothing and the connection is parked.
         conn.set_parking(Parking::Ready);
         let session = proto.open(&conn);
-        Parked(Box::new(ParkedConn {
+        Box::new(ParkedConn {
             conn,
             session,
             slot: None,
-        }))
-    }
-}
-
-impl<P: Protocol> std::ops::Deref for Parked<P> {
-    type Target = ParkedConn<P>;
-    fn deref(&self) -> &ParkedConn<P> {
-        &self.0
-    }
-}
-
-impl<P: Protocol> std::ops::DerefMut for Parked<P> {
-    fn deref_mut(&mut self) -> &mut ParkedConn<P> {
-        &mut self.0
+        })
     }
 }
 
@@ -469,7 +457,7 @@ impl<P: Protocol> ParkLot<P> {
             let token = slab.token(idx);
             match slab.remove(token) {
                 Slot::Parked { job, .. } => {
-                    let mut job = *job.0;
+                    let mut job = *job;
                     // The slab frees the slot itself (under its lock).
                     if let Some(s) = job.slot.as_mut() {
                         s.disarm();

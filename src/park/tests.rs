@@ -102,7 +102,7 @@ fn connect(tracker: &Arc<Tracker>, l: &TcpListener) -> (Job, TcpStream) {
     let owned: OwnedFd = server.into();
     let reg = tracker.register(owned.as_raw_fd());
     let conn = Conn::new(owned, sys::SockAddr::Inet(peer), reg, "test".into());
-    (Parked::new(conn, &Timeouts::default()), client)
+    (ParkedConn::new(conn, &Timeouts::default()), client)
 }
 
 #[test]

@@ -171,7 +171,7 @@ impl Server {
         lot.start(pool.clone(), self.cfg.sched_batch)?;
         let dispatch = {
             let pool = pool.clone();
-            Arc::new(move |conn: Conn| pool.dispatch(Parked::new(conn, &*proto)))
+            Arc::new(move |conn: Conn| pool.dispatch(ParkedConn::new(conn, &*proto)))
         };
         let result = self.serve_with(dispatch, Some(resume));
         lot.stop();

@@ -83,11 +83,7 @@ type Out = Either<Full<Bytes>, FileBody>;
 
 async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Out>, Infallible> {
     if req.uri().path() == "/file" {
-        let bytes = req
-            .uri()
-            .query()
-            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("bytes=")?.parse::<u64>().ok()))
-            .unwrap_or(1024);
+        let bytes = query(req.uri().query(), "bytes").unwrap_or(1024);
         let path = std::env::temp_dir()
             .join("grace-hello-files")
             .join(format!("pattern-{bytes}"));

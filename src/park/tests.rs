@@ -258,3 +258,102 @@ fn stop_closes_parked_connections() {
     assert!(lot.park(job).is_none());
     assert_eq!(tracker.active(), 0);
 }
+
+/// A lot whose poller thread has not started: only `harvest` takes its
+/// events.
+fn unpolled(cfg: Timeouts) -> (Arc<Tracker>, Lot) {
+    let tracker = Tracker::new().unwrap();
+    let lot = ParkLot::new(tracker.clone(), Arc::new(cfg)).unwrap();
+    (tracker, lot)
+}
+
+/// The next connection `harvest` finds ready (within 10 s).
+fn harvested(lot: &Lot) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(job) = lot.harvest() {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "nothing harvested within 10 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn harvest_takes_one_ready_connection_and_leaves_the_rest_to_the_poller() {
+    let (tracker, lot) = unpolled(Timeouts::default());
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut clients: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let (job, client) = connect(&tracker, &l);
+            assert!(lot.park(job).is_none());
+            client
+        })
+        .collect();
+    assert!(lot.harvest().is_none(), "nothing is ready yet");
+    clients[0].write_all(b"GET /a HTTP/1.1\r\n\r\n").unwrap();
+    clients[2].write_all(b"GET /c HTTP/1.1\r\n\r\n").unwrap();
+    // A worker takes one, and only one...
+    let mut first = harvested(&lot);
+    assert_eq!(lot.counts(), (2, 0), "one taken, two still parked");
+    read_request(&mut first);
+    // ...and while it keeps that one (its handler blocks, say), the other
+    // ready connection is the poller's to hand out: it was never taken.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    let work: Work<Job> = Arc::new(move |job| {
+        let _ = tx.lock().unwrap().send(job);
+    });
+    let pool = Arc::new(Pool::new(
+        work,
+        64 * 1024,
+        Duration::from_secs(5),
+        None,
+        true,
+    ));
+    lot.start(pool, true).unwrap();
+    let mut second = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    read_request(&mut second);
+    assert_eq!(lot.counts(), (1, 0), "the quiet one stays parked");
+    assert_ne!(
+        first.conn.as_raw_fd(),
+        second.conn.as_raw_fd(),
+        "two different connections"
+    );
+    // Parked again, the harvested one wakes on its next request as usual.
+    assert!(lot.park(first).is_none());
+    clients[0].write_all(b"GET /a2 HTTP/1.1\r\n\r\n").unwrap();
+    let mut again = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    read_request(&mut again);
+    lot.stop();
+}
+
+#[test]
+fn harvest_starts_the_drain_and_tells_the_poller() {
+    let cfg = Timeouts {
+        drain_grace: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let (tracker, lot) = unpolled(cfg);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (job, _client) = connect(&tracker, &l);
+    assert!(lot.park(job).is_none());
+    let _ = sys::eventfd_clear(lot.wake.as_raw_fd());
+    tracker.start_drain();
+    wait_for("a harvest saw the drain", || {
+        assert!(lot.harvest().is_none(), "the drain is no connection");
+        lot.lock().draining
+    });
+    // The parked connection's deadline is now the grace's end, and the
+    // poller was woken to time its sleep by it.
+    let next = lot.lock().next_deadline.expect("a deadline");
+    assert!(
+        next <= Instant::now() + Duration::from_millis(300),
+        "the grace's end, not the head timeout"
+    );
+    assert!(
+        sys::eventfd_clear(lot.wake.as_raw_fd()).unwrap(),
+        "the poller's wake was signalled"
+    );
+    lot.stop();
+}

@@ -22,7 +22,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -30,11 +30,6 @@ use crate::sys;
 
 /// The work done for each job.
 pub(crate) type Work<J> = Arc<dyn Fn(J) + Send + Sync>;
-
-/// Where a worker that has run out of queued jobs looks for one more before
-/// it sleeps (the parked server's ready idle connections,
-/// [`crate::park::ParkLot::harvest`]).
-pub(crate) type Refill<J> = Box<dyn Fn() -> Option<J> + Send + Sync>;
 
 /// An idle thread: how to wake it, and the flag that says it was woken.
 struct Sleeper {
@@ -63,7 +58,6 @@ struct Shared<J> {
     max_threads: Option<usize>,
     sched_batch: bool,
     next_id: AtomicU64,
-    refill: OnceLock<Refill<J>>,
 }
 
 /// What to do, outside the lock, to get a thread onto the queue.
@@ -166,15 +160,8 @@ impl<J: Send + 'static> Pool<J> {
                 max_threads: max_threads.map(|m| m.max(1)),
                 sched_batch,
                 next_id: AtomicU64::new(0),
-                refill: OnceLock::new(),
             }),
         }
-    }
-
-    /// Sets where a worker out of queued jobs looks for one more before it
-    /// sleeps (once; later calls are ignored).
-    pub(crate) fn set_refill(&self, refill: Refill<J>) {
-        let _ = self.shared.refill.set(refill);
     }
 
     /// Queues `job` and makes sure a thread will take it.
@@ -251,19 +238,6 @@ fn worker<J: Send + 'static>(shared: Arc<Shared<J>>) {
         if st.closed {
             st.threads -= 1;
             return;
-        }
-        if let Some(refill) = shared.refill.get() {
-            // Out of queued work: one more job from the refill, if it has
-            // one ready, served on this thread without sleeping.
-            drop(st);
-            if let Some(job) = refill() {
-                run(&shared.work, job);
-                continue;
-            }
-            st = shared.lock();
-            if !st.queue.is_empty() || st.closed {
-                continue;
-            }
         }
         popped.store(false, Ordering::Relaxed);
         st.idle.push(Sleeper {
@@ -370,39 +344,6 @@ pub(crate) mod tests {
         *gate.0.lock().unwrap() = true;
         gate.1.notify_all();
         wait_for("all idle", || pool.counts() == (8, 8, 0));
-    }
-
-    #[test]
-    fn a_worker_out_of_jobs_serves_its_refill_before_sleeping() {
-        let (tx, rx) = mpsc::channel();
-        let tx = Mutex::new(tx);
-        let work: Work<u32> = Arc::new(move |n: u32| {
-            tx.lock()
-                .unwrap()
-                .send((n, std::thread::current().id()))
-                .unwrap();
-        });
-        let pool = Pool::new(work, 64 * 1024, Duration::from_secs(5), None, true);
-        // Three more jobs come from the refill, one per call, then none.
-        let left = Arc::new(Mutex::new(vec![3u32, 2, 1]));
-        let l = left.clone();
-        pool.set_refill(Box::new(move || l.lock().unwrap().pop()));
-        pool.dispatch(0);
-        let t = Duration::from_secs(10);
-        let runs: Vec<_> = (0..4).map(|_| rx.recv_timeout(t).unwrap()).collect();
-        assert_eq!(
-            runs.iter().map(|r| r.0).collect::<Vec<_>>(),
-            [0, 1, 2, 3],
-            "the queued job, then the refill's in order"
-        );
-        assert!(
-            runs.iter().all(|r| r.1 == runs[0].1),
-            "all on one thread, no hand-over: {runs:?}"
-        );
-        wait_for("the thread sleeps once the refill is empty", || {
-            pool.counts() == (1, 1, 0)
-        });
-        assert!(left.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -361,10 +361,29 @@ impl<P: Protocol> ParkLot<P> {
             let now = Instant::now();
             let mut slab = self.lock();
             for ev in &events[..n] {
-                if ev.u64 == WAKE {
-                    let _ = sys::eventfd_clear(self.wake.as_raw_fd());
-                } else {
-                    self.on_event(&mut slab, ev.u64, now, &mut ready, &mut closed);
+                match ev.u64 {
+                    WAKE => {
+                        let _ = sys::eventfd_clear(self.wake.as_raw_fd());
+                    }
+                    DRAIN => {
+                        slab.draining = true;
+                        let grace_end = now + self.drain_grace;
+                        for e in slab.entries.iter_mut() {
+                            if let Slot::Parked { deadline, .. } = &mut e.slot {
+                                *deadline = (*deadline).min(grace_end);
+                            }
+                        }
+                        if slab.parked > 0 {
+                            slab.next_deadline = Some(earliest(slab.next_deadline, grace_end));
+                        }
+                        log::debug!(
+                            "[{pid}] draining {} idle connection(s): closing each that sends \
+                             nothing within {}",
+                            slab.parked,
+                            crate::fmt::Dur(self.drain_grace)
+                        );
+                    }
+                    token => self.on_ready(&mut slab, token, &mut ready, &mut closed),
                 }
             }
             if slab.next_deadline.is_some_and(|d| d <= now) {
@@ -382,89 +401,6 @@ impl<P: Protocol> ParkLot<P> {
             }
         }
         log::debug!("[{pid}] idle poller stopped");
-    }
-
-    /// Handles one event other than the poller's own wake: the drain
-    /// starting, or a parked or lingering connection turning readable.
-    /// Returns whether the earliest deadline moved earlier.
-    fn on_event(
-        &self,
-        slab: &mut Slab<P>,
-        token: u64,
-        now: Instant,
-        ready: &mut Vec<Parked<P>>,
-        closed: &mut Vec<Conn>,
-    ) -> bool {
-        if token != DRAIN {
-            self.on_ready(slab, token, ready, closed);
-            return false;
-        }
-        let pid = sys::getpid();
-        slab.draining = true;
-        let grace_end = now + self.drain_grace;
-        for e in slab.entries.iter_mut() {
-            if let Slot::Parked { deadline, .. } = &mut e.slot {
-                *deadline = (*deadline).min(grace_end);
-            }
-        }
-        log::debug!(
-            "[{pid}] draining {} idle connection(s): closing each that sends \
-             nothing within {}",
-            slab.parked,
-            crate::fmt::Dur(self.drain_grace)
-        );
-        if slab.parked == 0 {
-            return false;
-        }
-        let before = slab.next_deadline;
-        slab.next_deadline = Some(earliest(before, grace_end));
-        slab.next_deadline != before
-    }
-
-    /// Called by a pool worker that has run out of queued work, before it
-    /// goes to sleep: takes one parked connection that is ready, if any,
-    /// without waiting (`epoll_wait` with a zero timeout and room for one
-    /// event). The worker serves it at once, so on a busy server a worker
-    /// goes from one ready connection to the next without the poller thread
-    /// waking and handing it over (two context switches saved). One event
-    /// only: the rest stay in the kernel's ready list for the poller (or
-    /// the next worker that asks), so none waits behind a handler that
-    /// blocks.
-    pub(crate) fn harvest(&self) -> Option<Parked<P>> {
-        if self.stopped.load(Ordering::Acquire) {
-            return None;
-        }
-        // If the poller (or another worker) holds the slab, it is handing
-        // out ready connections already: sleep rather than queue behind it.
-        let mut slab = match self.slab.try_lock() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
-        let mut ev = [sys::epoll_event()];
-        let n = sys::epoll_wait(self.epfd.as_raw_fd(), &mut ev, Some(Duration::ZERO)).ok()?;
-        // The poller's own wake stays set (level-triggered) for the poller.
-        if n == 0 || ev[0].u64 == WAKE {
-            return None;
-        }
-        let mut ready = Vec::new();
-        let mut closed = Vec::new();
-        let earlier = self.on_event(
-            &mut slab,
-            ev[0].u64,
-            Instant::now(),
-            &mut ready,
-            &mut closed,
-        );
-        drop(slab);
-        drop(closed);
-        if earlier {
-            // The poller may be sleeping past the new deadline.
-            let _ = sys::eventfd_signal(self.wake.as_raw_fd());
-        }
-        let mut job = ready.pop()?;
-        job.conn.set_parking(Parking::Ready);
-        Some(job)
     }
 
     fn on_ready(

@@ -168,10 +168,6 @@ impl Server {
             })
         };
         let pool = Arc::new(self.pool(work));
-        {
-            let lot = lot.clone();
-            pool.set_refill(Box::new(move || lot.harvest()));
-        }
         lot.start(pool.clone(), self.cfg.sched_batch)?;
         let dispatch = {
             let pool = pool.clone();

@@ -230,7 +230,7 @@ def main():
         f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; kernel {os.uname().release}; `python3 benches/rss.py`",
         "- RSS = VmRSS of the server and its child processes (nginx: master + 1 worker); idle = after one GET on a closed connection.",
         "- Each connection sent one `GET /` and read the answer, then stays open and idle.",
-        "- grace gives a connection a thread only while it has a request to serve; idle keep-alive connections are parked in one epoll set (src/park.rs), a few hundred bytes each.",
+        "- grace gives a connection a thread only while it has a request to serve; idle keep-alive connections are parked in one epoll set (src/park/), a few hundred bytes each.",
         "- tiny_http runs a thread per connection; hyper (tokio, 1 worker), nginx and Go keep a small state per connection.",
         "", *rows, "", *notes, ""]
     os.makedirs(os.path.dirname(out), exist_ok=True)

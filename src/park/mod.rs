@@ -434,7 +434,7 @@ impl<P: Protocol> ParkLot<P> {
         };
         if done {
             if let Slot::Lingering { conn, .. } = slab.remove(token) {
-                closed.push(conn);
+                closed.push(*conn);
             }
         }
     }
@@ -476,18 +476,18 @@ impl<P: Protocol> ParkLot<P> {
                     }
                     let fd = job.conn.as_raw_fd();
                     let token = slab.insert(Slot::Lingering {
-                        conn: job.conn,
+                        conn: Box::new(job.conn),
                         deadline: linger_end,
                         left: LINGER_DISCARD_LIMIT,
                     });
                     next = Some(earliest(next, linger_end));
                     if self.rearm(fd, token).is_err() {
                         if let Slot::Lingering { conn, .. } = slab.remove(token) {
-                            closed.push(conn);
+                            closed.push(*conn);
                         }
                     }
                 }
-                Slot::Lingering { conn, .. } => closed.push(conn),
+                Slot::Lingering { conn, .. } => closed.push(*conn),
                 Slot::Free | Slot::Busy { .. } => {}
             }
         }

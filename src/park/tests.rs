@@ -258,3 +258,17 @@ fn stop_closes_parked_connections() {
     assert!(lot.park(job).is_none());
     assert_eq!(tracker.active(), 0);
 }
+
+#[test]
+fn a_slab_slot_is_a_few_words_whatever_it_holds() {
+    // The slab has a slot for every connection the poller knows; what a
+    // connection carries lives in a box, so 10,000 idle connections cost
+    // 10,000 small slots, not 10,000 copies of a `Conn` (benches/rss.py).
+    let slot = std::mem::size_of::<slab::Slot<Timeouts>>();
+    let conn = std::mem::size_of::<Conn>();
+    assert!(slot <= 32, "a slot is {slot} bytes");
+    assert!(
+        slot < conn,
+        "a slot ({slot} B) holds a Conn ({conn} B) inline"
+    );
+}

@@ -87,6 +87,7 @@ OPTIONS:
   --refuse-upgrade-if PATH the pre-upgrade hook fails while PATH exists
   --no-raise-nofile        keep the soft RLIMIT_NOFILE as it is
   --no-sched-batch         keep the default scheduling policy (not SCHED_BATCH)
+  --no-harvest             per-request: every ready idle connection goes through the idle poller
   --help                   print this help
 
 ROUTES:
@@ -143,6 +144,10 @@ fn parse_args() -> Result<Args, String> {
             }
             "--no-sched-batch" => {
                 a.cfg.sched_batch = false;
+                continue;
+            }
+            "--no-harvest" => {
+                a.cfg.harvest = false;
                 continue;
             }
             // Read before anything else, by `main` (see `wants_holder`).

@@ -22,7 +22,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,21 @@ use crate::sys;
 
 /// The work done for each job.
 pub(crate) type Work<J> = Arc<dyn Fn(J) + Send + Sync>;
+
+/// [`Refill::take`]: the next job, more ready ones pushed onto the vector.
+pub(crate) type Take<J> = Box<dyn Fn(&mut Vec<J>) -> Option<J> + Send + Sync>;
+
+/// Where a worker that has run out of queued jobs looks for one more before
+/// it sleeps (the parked server's ready idle connections,
+/// [`crate::park::ParkLot::harvest`]).
+pub(crate) struct Refill<J> {
+    /// Whether `take` may have a job (cheap; called under the pool's lock).
+    pub(crate) wanted: Box<dyn Fn() -> bool + Send + Sync>,
+    /// The next job, if any; more ready jobs go into the vector, and from
+    /// there to the back of the queue without waking anybody (this thread
+    /// takes them next).
+    pub(crate) take: Take<J>,
+}
 
 /// An idle thread: how to wake it, and the flag that says it was woken.
 struct Sleeper {
@@ -58,6 +73,7 @@ struct Shared<J> {
     max_threads: Option<usize>,
     sched_batch: bool,
     next_id: AtomicU64,
+    refill: OnceLock<Refill<J>>,
 }
 
 /// What to do, outside the lock, to get a thread onto the queue.
@@ -160,8 +176,24 @@ impl<J: Send + 'static> Pool<J> {
                 max_threads: max_threads.map(|m| m.max(1)),
                 sched_batch,
                 next_id: AtomicU64::new(0),
+                refill: OnceLock::new(),
             }),
         }
+    }
+
+    /// Sets where a worker out of queued jobs looks for one more before it
+    /// sleeps (once; later calls are ignored).
+    pub(crate) fn set_refill(&self, refill: Refill<J>) {
+        let _ = self.shared.refill.set(refill);
+    }
+
+    /// Makes sure a thread will take what is queued (after jobs were queued
+    /// quietly by a thread that is now held up).
+    pub(crate) fn kick(&self) {
+        let mut st = self.shared.lock();
+        let wake = self.shared.wake_one(&mut st);
+        drop(st);
+        self.shared.perform(wake);
     }
 
     /// Queues `job` and makes sure a thread will take it.
@@ -238,6 +270,24 @@ fn worker<J: Send + 'static>(shared: Arc<Shared<J>>) {
         if st.closed {
             st.threads -= 1;
             return;
+        }
+        if let Some(refill) = shared.refill.get().filter(|r| (r.wanted)()) {
+            // Out of queued work: one more job from the refill, if it has
+            // one, served on this thread without sleeping.
+            drop(st);
+            let mut extra = Vec::new();
+            let job = (refill.take)(&mut extra);
+            if !extra.is_empty() {
+                shared.lock().queue.extend(extra);
+            }
+            if let Some(job) = job {
+                run(&shared.work, job);
+                continue;
+            }
+            st = shared.lock();
+            if !st.queue.is_empty() || st.closed {
+                continue;
+            }
         }
         popped.store(false, Ordering::Relaxed);
         st.idle.push(Sleeper {
@@ -344,6 +394,48 @@ pub(crate) mod tests {
         *gate.0.lock().unwrap() = true;
         gate.1.notify_all();
         wait_for("all idle", || pool.counts() == (8, 8, 0));
+    }
+
+    #[test]
+    fn a_worker_out_of_jobs_serves_its_refill_before_sleeping() {
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let work: Work<u32> = Arc::new(move |n: u32| {
+            tx.lock()
+                .unwrap()
+                .send((n, std::thread::current().id()))
+                .unwrap();
+        });
+        let pool = Pool::new(work, 64 * 1024, Duration::from_secs(5), None, true);
+        // The refill has 1, then 2 with 3 ready too (queued quietly for the
+        // same thread), then nothing.
+        let left = Arc::new(Mutex::new(vec![vec![2u32, 3], vec![1]]));
+        let l = left.clone();
+        pool.set_refill(Refill {
+            wanted: Box::new(|| true),
+            take: Box::new(move |extra| {
+                let mut batch = l.lock().unwrap().pop()?;
+                let first = batch.remove(0);
+                extra.extend(batch);
+                Some(first)
+            }),
+        });
+        pool.dispatch(0);
+        let t = Duration::from_secs(10);
+        let runs: Vec<_> = (0..4).map(|_| rx.recv_timeout(t).unwrap()).collect();
+        assert_eq!(
+            runs.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [0, 1, 2, 3],
+            "the queued job, then the refill's in order"
+        );
+        assert!(
+            runs.iter().all(|r| r.1 == runs[0].1),
+            "all on one thread, no hand-over: {runs:?}"
+        );
+        wait_for("the thread sleeps once the refill is empty", || {
+            pool.counts() == (1, 1, 0)
+        });
+        assert!(left.lock().unwrap().is_empty());
     }
 
     #[test]

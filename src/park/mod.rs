@@ -38,10 +38,11 @@
 //! Every `epoll_ctl` on a parked fd happens under the slab lock, while the
 //! slot owns the connection, so it never touches a closed or reused fd.
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 mod slab;
@@ -101,6 +102,45 @@ const LINGER_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHO
 const MIN_SWEEP: Duration = Duration::from_millis(5);
 /// Events taken per `epoll_wait`.
 const BATCH: usize = 256;
+/// A harvesting session ends when nothing is ready for this long.
+const HARVEST_IDLE: Duration = Duration::from_millis(1);
+/// Events a harvester takes per `epoll_wait`.
+const HARVEST_BATCH: usize = 16;
+/// How often the poller checks on a harvesting session.
+const WATCH_TICK: Duration = Duration::from_micros(500);
+/// After a session that had to be taken over, none starts for this long
+/// (doubling up to `BACKOFF_MAX` while sessions keep getting stuck).
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Session ids, unique across lots.
+static SESSION_IDS: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The harvesting session this thread runs (0: none).
+    static MY_SESSION: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The harvesting session's shared state.
+struct Harvest {
+    /// Set once a pool with a refill serves this lot.
+    enabled: AtomicBool,
+    /// The running session's id (0: none).
+    session: AtomicU64,
+    /// Bumped by the harvester at every step.
+    progress: AtomicU64,
+    /// The harvester is serving a connection (not polling).
+    in_job: AtomicBool,
+    /// Connections taken by harvesters (for tests and the stop log).
+    taken: AtomicU64,
+    /// The clock's origin for `backoff_until`.
+    origin: Instant,
+    /// No session starts before this (nanoseconds after `origin`).
+    backoff_until: AtomicU64,
+    /// The next backoff, in nanoseconds.
+    backoff_len: AtomicU64,
+    poller: OnceLock<std::thread::Thread>,
+}
 
 /// The idle poller; see the module docs.
 pub(crate) struct ParkLot<P: Protocol> {
@@ -114,6 +154,7 @@ pub(crate) struct ParkLot<P: Protocol> {
     drain_grace: Duration,
     linger_timeout: Duration,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    harvest: Harvest,
 }
 
 impl<P: Protocol> ParkLot<P> {
@@ -146,6 +187,17 @@ impl<P: Protocol> ParkLot<P> {
             linger_timeout: proto.linger_timeout(),
             proto,
             thread: Mutex::new(None),
+            harvest: Harvest {
+                enabled: AtomicBool::new(false),
+                session: AtomicU64::new(0),
+                progress: AtomicU64::new(0),
+                in_job: AtomicBool::new(false),
+                taken: AtomicU64::new(0),
+                origin: Instant::now(),
+                backoff_until: AtomicU64::new(0),
+                backoff_len: AtomicU64::new(BACKOFF_MIN.as_nanos() as u64),
+                poller: OnceLock::new(),
+            },
         }))
     }
 
@@ -344,7 +396,15 @@ impl<P: Protocol> ParkLot<P> {
         let mut ready: Vec<Parked<P>> = Vec::new();
         let mut closed: Vec<Conn> = Vec::new();
         let mut last_sweep = Instant::now();
+        let _ = self.harvest.poller.set(std::thread::current());
         loop {
+            if self.harvest.session.load(Ordering::Acquire) != 0 {
+                self.watch(pool, &mut closed);
+                if self.stopped.load(Ordering::Acquire) {
+                    break;
+                }
+                continue;
+            }
             let timeout = self.lock().next_deadline.map(|d| {
                 d.max(last_sweep + MIN_SWEEP)
                     .saturating_duration_since(Instant::now())
@@ -361,29 +421,10 @@ impl<P: Protocol> ParkLot<P> {
             let now = Instant::now();
             let mut slab = self.lock();
             for ev in &events[..n] {
-                match ev.u64 {
-                    WAKE => {
-                        let _ = sys::eventfd_clear(self.wake.as_raw_fd());
-                    }
-                    DRAIN => {
-                        slab.draining = true;
-                        let grace_end = now + self.drain_grace;
-                        for e in slab.entries.iter_mut() {
-                            if let Slot::Parked { deadline, .. } = &mut e.slot {
-                                *deadline = (*deadline).min(grace_end);
-                            }
-                        }
-                        if slab.parked > 0 {
-                            slab.next_deadline = Some(earliest(slab.next_deadline, grace_end));
-                        }
-                        log::debug!(
-                            "[{pid}] draining {} idle connection(s): closing each that sends \
-                             nothing within {}",
-                            slab.parked,
-                            crate::fmt::Dur(self.drain_grace)
-                        );
-                    }
-                    token => self.on_ready(&mut slab, token, &mut ready, &mut closed),
+                if ev.u64 == WAKE {
+                    let _ = sys::eventfd_clear(self.wake.as_raw_fd());
+                } else {
+                    self.on_event(&mut slab, ev.u64, now, &mut ready, &mut closed);
                 }
             }
             if slab.next_deadline.is_some_and(|d| d <= now) {
@@ -400,7 +441,231 @@ impl<P: Protocol> ParkLot<P> {
                 break;
             }
         }
-        log::debug!("[{pid}] idle poller stopped");
+        log::debug!(
+            "[{pid}] idle poller stopped ({} ready connection(s) were taken by harvesting workers)",
+            self.harvest.taken.load(Ordering::Relaxed)
+        );
+    }
+
+    /// Handles one event other than the poller's own wake: the drain
+    /// starting, or a parked or lingering connection turning readable.
+    fn on_event(
+        &self,
+        slab: &mut Slab<P>,
+        token: u64,
+        now: Instant,
+        ready: &mut Vec<Parked<P>>,
+        closed: &mut Vec<Conn>,
+    ) {
+        if token != DRAIN {
+            return self.on_ready(slab, token, ready, closed);
+        }
+        slab.draining = true;
+        let grace_end = now + self.drain_grace;
+        for e in slab.entries.iter_mut() {
+            if let Slot::Parked { deadline, .. } = &mut e.slot {
+                *deadline = (*deadline).min(grace_end);
+            }
+        }
+        if slab.parked > 0 {
+            slab.next_deadline = Some(earliest(slab.next_deadline, grace_end));
+        }
+        log::debug!(
+            "[{}] draining {} idle connection(s): closing each that sends \
+             nothing within {}",
+            sys::getpid(),
+            slab.parked,
+            crate::fmt::Dur(self.drain_grace)
+        );
+    }
+
+    /// The poller's part while a worker harvests: check on it every tick
+    /// (and sweep deadlines); take over if it is stuck in a handler.
+    fn watch(&self, pool: &Pool<Parked<P>>, closed: &mut Vec<Conn>) {
+        let h = &self.harvest;
+        let mut last = h.progress.load(Ordering::Acquire);
+        let mut since = Instant::now();
+        loop {
+            // A harvester starting a session signals the wake, and one that
+            // sees it still set unparks us: clear it (it is level-triggered
+            // for the harvester's epoll_wait too), then look at `stopped`,
+            // which `stop` sets before it signals.
+            let _ = sys::eventfd_clear(self.wake.as_raw_fd());
+            let session = h.session.load(Ordering::Acquire);
+            if session == 0 {
+                return;
+            }
+            if self.stopped.load(Ordering::Acquire) {
+                let _ = h
+                    .session
+                    .compare_exchange(session, 0, Ordering::AcqRel, Ordering::Acquire);
+                return;
+            }
+            let now = Instant::now();
+            let p = h.progress.load(Ordering::Acquire);
+            if p != last {
+                (last, since) = (p, now);
+            } else if h.in_job.load(Ordering::Acquire) && now >= since + WATCH_TICK {
+                // Inside one request for a whole tick (a handler that
+                // blocks): poll again ourselves, and hold off the next
+                // session.
+                if h.session
+                    .compare_exchange(session, 0, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    let len = h.backoff_len.load(Ordering::Relaxed);
+                    let at = now.saturating_duration_since(h.origin).as_nanos() as u64;
+                    h.backoff_until.store(at + len, Ordering::Release);
+                    h.backoff_len.store(
+                        (len * 2).min(BACKOFF_MAX.as_nanos() as u64),
+                        Ordering::Relaxed,
+                    );
+                    log::debug!(
+                        "[{}] a harvesting worker is held up in a request: the idle poller \
+                         takes over",
+                        sys::getpid()
+                    );
+                }
+                // What it queued for itself goes to other threads.
+                pool.kick();
+                return;
+            }
+            {
+                let mut slab = self.lock();
+                if slab.next_deadline.is_some_and(|d| d <= now) {
+                    self.sweep(&mut slab, now, closed);
+                }
+            }
+            closed.clear();
+            std::thread::park_timeout(WATCH_TICK);
+        }
+    }
+
+    /// Lets workers harvest (the pool's refill is [`ParkLot::harvest`]).
+    pub(crate) fn enable_harvest(&self) {
+        self.harvest.enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a worker out of queued work should try [`ParkLot::harvest`]
+    /// (atomics only: called under the pool's lock).
+    pub(crate) fn harvest_wanted(&self) -> bool {
+        let h = &self.harvest;
+        if !h.enabled.load(Ordering::Relaxed) || self.stopped.load(Ordering::Relaxed) {
+            return false;
+        }
+        let session = h.session.load(Ordering::Acquire);
+        if session != 0 {
+            return MY_SESSION.with(|c| c.get()) == session;
+        }
+        let until = h.backoff_until.load(Ordering::Acquire);
+        until == 0 || h.origin.elapsed().as_nanos() as u64 >= until
+    }
+
+    /// Called by a pool worker that has run out of queued work, before it
+    /// sleeps: start (or go on with) a harvesting session, and return the
+    /// next ready connection for this worker to serve itself.
+    pub(crate) fn harvest(&self, extra: &mut Vec<Parked<P>>) -> Option<Parked<P>> {
+        let h = &self.harvest;
+        if !h.enabled.load(Ordering::Relaxed) || self.stopped.load(Ordering::Acquire) {
+            return None;
+        }
+        let mine = MY_SESSION.with(|c| c.get());
+        let session = h.session.load(Ordering::Acquire);
+        if mine == 0 || mine != session {
+            MY_SESSION.with(|c| c.set(0));
+            if session != 0 || self.tracker.draining() {
+                return None;
+            }
+            let until = h.backoff_until.load(Ordering::Acquire);
+            if until != 0 && (h.origin.elapsed().as_nanos() as u64) < until {
+                return None;
+            }
+            let id = SESSION_IDS.fetch_add(1, Ordering::Relaxed);
+            if h.session
+                .compare_exchange(0, id, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                return None;
+            }
+            MY_SESSION.with(|c| c.set(id));
+            // Take the poller out of its epoll_wait.
+            let _ = sys::eventfd_signal(self.wake.as_raw_fd());
+        }
+        let id = MY_SESSION.with(|c| c.get());
+        h.in_job.store(false, Ordering::Release);
+        h.progress.fetch_add(1, Ordering::AcqRel);
+        let mut ev = [sys::epoll_event(); HARVEST_BATCH];
+        let mut ready = Vec::new();
+        let mut closed = Vec::new();
+        for _ in 0..1000 {
+            let n =
+                sys::epoll_wait(self.epfd.as_raw_fd(), &mut ev, Some(HARVEST_IDLE)).unwrap_or(0);
+            if self.stopped.load(Ordering::Acquire) {
+                // What the events name stays in the slab, which `stop`
+                // closes.
+                break;
+            }
+            let mut drain = false;
+            let mut woke = false;
+            {
+                let now = Instant::now();
+                let mut slab = self.lock();
+                for e in &ev[..n] {
+                    match e.u64 {
+                        WAKE => woke = true,
+                        token => {
+                            drain |= token == DRAIN;
+                            self.on_event(&mut slab, token, now, &mut ready, &mut closed);
+                        }
+                    }
+                }
+            }
+            closed.clear();
+            // Taken out of epoll, an event is never reported again: every
+            // connection it made ready is served, here or from the queue.
+            let ended = h.session.load(Ordering::Acquire) != id;
+            if !ready.is_empty() {
+                for j in ready.iter_mut() {
+                    j.conn.set_parking(Parking::Ready);
+                }
+                if ended || drain {
+                    // The poller takes over (the drain is its to run); this
+                    // thread serves these from the queue.
+                    extra.append(&mut ready);
+                    break;
+                }
+                h.taken.fetch_add(ready.len() as u64, Ordering::Relaxed);
+                let job = ready.remove(0);
+                extra.append(&mut ready);
+                h.in_job.store(true, Ordering::Release);
+                h.progress.fetch_add(1, Ordering::AcqRel);
+                return Some(job);
+            }
+            if ended || drain || n == 0 {
+                break;
+            }
+            if woke {
+                // The poller's wake is still set (level-triggered): have it
+                // cleared.
+                if let Some(t) = h.poller.get() {
+                    t.unpark();
+                }
+                std::thread::yield_now();
+            }
+        }
+        // The session ends: the poller polls again.
+        MY_SESSION.with(|c| c.set(0));
+        if h.session
+            .compare_exchange(id, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            h.backoff_len
+                .store(BACKOFF_MIN.as_nanos() as u64, Ordering::Relaxed);
+            if let Some(t) = h.poller.get() {
+                t.unpark();
+            }
+        }
+        None
     }
 
     fn on_ready(

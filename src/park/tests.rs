@@ -272,3 +272,150 @@ fn a_slab_slot_is_a_few_words_whatever_it_holds() {
         "a slot ({slot} B) holds a Conn ({conn} B) inline"
     );
 }
+
+/// A lot served by a pool with harvesting on, whose work reads the
+/// request: `GET /block` holds its thread until `release` is dropped;
+/// anything else is recorded (with the serving thread) and parked again.
+struct Harvesting {
+    tracker: Arc<Tracker>,
+    lot: Lot,
+    _pool: Arc<Pool<Job>>,
+    served: std::sync::mpsc::Receiver<(Vec<u8>, std::thread::ThreadId)>,
+    release: Option<std::sync::mpsc::Sender<()>>,
+}
+
+fn harvesting() -> Harvesting {
+    let tracker = Tracker::new().unwrap();
+    let lot = ParkLot::new(tracker.clone(), Arc::new(Timeouts::default())).unwrap();
+    let (tx, served) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let hold = Mutex::new(hold);
+    let work: Work<Job> = {
+        let lot = lot.clone();
+        Arc::new(move |mut job: Job| loop {
+            let mut buf = [0u8; 4096];
+            let n = match job
+                .conn
+                .read_deadline(&mut buf, Instant::now() + Duration::from_secs(10))
+            {
+                Ok(n) if n > 0 => n,
+                _ => return,
+            };
+            if buf[..n].starts_with(b"GET /block") {
+                let _ = hold.lock().unwrap().recv();
+            }
+            let _ = tx
+                .lock()
+                .unwrap()
+                .send((buf[..n].to_vec(), std::thread::current().id()));
+            job.session.served = true;
+            match lot.park(job) {
+                Some(again) => job = again,
+                None => return,
+            }
+        })
+    };
+    let pool = Arc::new(Pool::new(
+        work,
+        64 * 1024,
+        Duration::from_secs(5),
+        None,
+        false,
+    ));
+    lot.enable_harvest();
+    let (a, b) = (lot.clone(), lot.clone());
+    pool.set_refill(crate::pool::Refill {
+        wanted: Box::new(move || a.harvest_wanted()),
+        take: Box::new(move |extra| b.harvest(extra)),
+    });
+    lot.start(pool.clone(), false).unwrap();
+    Harvesting {
+        tracker,
+        lot,
+        _pool: pool,
+        served,
+        release: Some(release),
+    }
+}
+
+impl Harvesting {
+    /// `n` parked connections' client ends.
+    fn clients(&self, n: usize) -> Vec<TcpStream> {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        (0..n)
+            .map(|_| {
+                let (job, client) = connect(&self.tracker, &l);
+                assert!(self.lot.park(job).is_none());
+                client
+            })
+            .collect()
+    }
+
+    fn next(&self) -> (Vec<u8>, std::thread::ThreadId) {
+        self.served
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a request served within 10 s")
+    }
+}
+
+#[test]
+fn a_worker_out_of_work_serves_ready_idle_connections_itself() {
+    let h = harvesting();
+    let mut clients = h.clients(2);
+    // Requests one at a time on two connections: the first goes through the
+    // poller and a worker; once that worker has nothing queued, it polls the
+    // idle connections itself and serves them as they turn ready.
+    for i in 0..200 {
+        let c = &mut clients[i % 2];
+        c.write_all(format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes())
+            .unwrap();
+        let (req, _) = h.next();
+        assert!(req.starts_with(format!("GET /{i} ").as_bytes()));
+    }
+    let taken = h.lot.harvest.taken.load(Ordering::Relaxed);
+    assert!(
+        taken > 100,
+        "most of 200 requests on busy connections were taken by a harvesting worker, \
+         not handed over by the poller: {taken}"
+    );
+    h.lot.stop();
+}
+
+#[test]
+fn a_harvester_held_up_in_a_request_is_taken_over_by_the_poller() {
+    let mut h = harvesting();
+    let mut clients = h.clients(2);
+    // A session runs: connection 0's requests are taken by a harvester.
+    let mut i = 0;
+    wait_for("a harvesting session", || {
+        clients[0]
+            .write_all(format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes())
+            .unwrap();
+        h.next();
+        i += 1;
+        h.lot.harvest.taken.load(Ordering::Relaxed) > 0
+            && h.lot.harvest.session.load(Ordering::Acquire) != 0
+    });
+    // Its handler blocks...
+    clients[0]
+        .write_all(b"GET /block HTTP/1.1\r\n\r\n")
+        .unwrap();
+    wait_for("the harvester inside the blocking request", || {
+        h.lot.harvest.in_job.load(Ordering::Acquire)
+            && h.lot.harvest.session.load(Ordering::Acquire) == 0
+    });
+    // ...and the other connection is served all the same, by another thread,
+    // while it does.
+    clients[1]
+        .write_all(b"GET /other HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let (req, _) = h.next();
+    assert!(req.starts_with(b"GET /other "), "{req:?}");
+    // No new session before the backoff has passed.
+    assert!(!h.lot.harvest_wanted(), "sessions pause after a take-over");
+    drop(h.release.take());
+    let (req, _) = h.next();
+    assert!(req.starts_with(b"GET /block "), "{req:?}");
+    h.lot.stop();
+}

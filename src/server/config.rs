@@ -89,6 +89,16 @@ pub struct ServerConfig {
     /// throughput +20% at 64 keep-alive connections; see DESIGN.md). They
     /// still get their fair share of the CPU. Default true.
     pub sched_batch: bool,
+    /// Thread per request ([`crate::Server::serve_parked`]) only: a worker
+    /// that runs out of queued work polls the idle connections itself and
+    /// serves those that are ready, one after another, while the idle
+    /// poller thread stands by. A busy server then goes from request to
+    /// request on one thread, with no hand-off between the poller and a
+    /// worker. The poller checks on it every 500 µs and takes over when it
+    /// has been inside one request for a whole check (a handler that
+    /// blocks); sessions then pause, from 50 ms doubling to 1 s. Measured
+    /// in DESIGN.md ("Harvesting"). Default true.
+    pub harvest: bool,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +118,7 @@ impl Default for ServerConfig {
             pid_file: None,
             raise_nofile_limit: true,
             sched_batch: true,
+            harvest: true,
             handle_signals: false,
         }
     }

@@ -168,6 +168,14 @@ impl Server {
             })
         };
         let pool = Arc::new(self.pool(work));
+        if self.cfg.harvest {
+            lot.enable_harvest();
+            let (a, b) = (lot.clone(), lot.clone());
+            pool.set_refill(crate::pool::Refill {
+                wanted: Box::new(move || a.harvest_wanted()),
+                take: Box::new(move |extra| b.harvest(extra)),
+            });
+        }
         lot.start(pool.clone(), self.cfg.sched_batch)?;
         let dispatch = {
             let pool = pool.clone();

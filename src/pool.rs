@@ -14,6 +14,12 @@
 //! (and, with a cap, fewer than the cap run); an idle thread retires after
 //! `idle_timeout`.
 //!
+//! A worker out of queued jobs first asks the pool's *refill*, if it has
+//! one (the parked server's harvesting, [`crate::park::ParkLot::harvest`]),
+//! for one more job before it sleeps; jobs the refill hands over beyond the
+//! first go to the back of the queue without waking anybody, for the same
+//! thread to take next.
+//!
 //! Idle threads wait on a LIFO stack: the most recently idle thread (the one
 //! with the warmest stack and caches) is woken first, and threads at the
 //! bottom retire first. A thread waits with `park_timeout`; the waker pops it

@@ -32,6 +32,22 @@
 //! An idle keep-alive connection so costs a slot here (a few hundred bytes)
 //! and kernel socket buffers, not a thread and its stack.
 //!
+//! **Harvesting** ([`ParkLot::harvest`], on unless
+//! `ServerConfig::harvest` is off): a pool worker that runs out of queued
+//! work starts a *session* (one at a time per lot): it waits in
+//! `epoll_wait` on this epoll set itself (up to 16 events; one it serves,
+//! the others go to the back of the pool's queue for it to take next,
+//! waking nobody) and goes from ready connection to ready connection
+//! without the poller thread. Meanwhile the poller stays out of
+//! `epoll_wait`, so it is neither woken for each event nor hands
+//! connections to other threads; it ticks every 500 µs ([`ParkLot::watch`]),
+//! sweeps deadlines, and takes over when the harvester has been inside one
+//! request for a whole tick (a handler that blocks): the session ends, the
+//! connections the harvester had queued for itself go to other threads,
+//! and no session starts for 50 ms (doubling, up to 1 s, while sessions
+//! keep ending that way). A session also ends when nothing is ready for
+//! 1 ms, when the drain starts, and at stop.
+//!
 //! Tokens carry the slot index and a generation, so an event for a slot
 //! that has since been reused (possible only while a fork for an upgrade
 //! briefly holds a copy of a closed socket) is recognised and ignored.

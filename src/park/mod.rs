@@ -509,12 +509,17 @@ impl<P: Protocol> ParkLot<P> {
             let _ = sys::eventfd_clear(self.wake.as_raw_fd());
             let session = h.session.load(Ordering::Acquire);
             if session == 0 {
+                // Ended by the harvester. Jobs it queued for itself after
+                // that were queued loudly (`harvesting` said no); any from
+                // before go to everybody now.
+                pool.kick();
                 return;
             }
             if self.stopped.load(Ordering::Acquire) {
                 let _ = h
                     .session
                     .compare_exchange(session, 0, Ordering::AcqRel, Ordering::Acquire);
+                pool.kick();
                 return;
             }
             let now = Instant::now();
@@ -575,6 +580,16 @@ impl<P: Protocol> ParkLot<P> {
         }
         let until = h.backoff_until.load(Ordering::Acquire);
         until == 0 || h.origin.elapsed().as_nanos() as u64 >= until
+    }
+
+    /// Whether the calling thread is the harvester of the live session (the
+    /// pool's `Refill::mine`: the jobs it queues are its own, and wake
+    /// nobody). Whoever ends a session kicks the pool after, under whose
+    /// lock this is asked, so no job is left waiting for a thread that no
+    /// longer harvests.
+    pub(crate) fn harvesting(&self) -> bool {
+        let session = self.harvest.session.load(Ordering::Acquire);
+        session != 0 && MY_SESSION.with(|c| c.get()) == session
     }
 
     /// Called by a pool worker that has run out of queued work, before it

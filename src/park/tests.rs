@@ -324,10 +324,11 @@ fn harvesting() -> Harvesting {
         false,
     ));
     lot.enable_harvest();
-    let (a, b) = (lot.clone(), lot.clone());
+    let (a, b, c) = (lot.clone(), lot.clone(), lot.clone());
     pool.set_refill(crate::pool::Refill {
         wanted: Box::new(move || a.harvest_wanted()),
         take: Box::new(move |extra| b.harvest(extra)),
+        mine: Box::new(move || c.harvesting()),
     });
     lot.start(pool.clone(), false).unwrap();
     Harvesting {

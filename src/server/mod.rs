@@ -170,10 +170,11 @@ impl Server {
         let pool = Arc::new(self.pool(work));
         if self.cfg.harvest {
             lot.enable_harvest();
-            let (a, b) = (lot.clone(), lot.clone());
+            let (a, b, c) = (lot.clone(), lot.clone(), lot.clone());
             pool.set_refill(crate::pool::Refill {
                 wanted: Box::new(move || a.harvest_wanted()),
                 take: Box::new(move |extra| b.harvest(extra)),
+                mine: Box::new(move || c.harvesting()),
             });
         }
         lot.start(pool.clone(), self.cfg.sched_batch)?;

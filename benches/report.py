@@ -323,12 +323,15 @@ for s in scenarios:
                 ps = paired(x, x, s, "rps", base_c64)
                 target(f"{LABEL[x]}: c64 with {s['idle']:,} idle ≥ 0.9x c64 alone", fmt_pair(ps),
                        med(ps) >= 0.9 if ps else None)
+# The A side of the A/B: grace, or AB_A (grace-ll when grace-b runs with
+# hyper's knobs too).
+AB_A = os.environ.get("AB_A", "grace")
 ab = []
 for sc in scenarios:
-    if "grace" in sc["servers"] and "grace-b" in sc["servers"]:
-        ab.append([sc["name"], fmt_pair(paired("grace", "grace-b", sc)),
-                   fmt_pair(paired("grace", "grace-b", sc, "cpu"))])
-ab_sec = (["## A/B: grace against grace-b, paired per run", ""]
+    if AB_A in sc["servers"] and "grace-b" in sc["servers"]:
+        ab.append([sc["name"], fmt_pair(paired(AB_A, "grace-b", sc)),
+                   fmt_pair(paired(AB_A, "grace-b", sc, "cpu"))])
+ab_sec = ([f"## A/B: {AB_A} against grace-b, paired per run", ""]
           + table(["scenario", "req/s ratio", "CPU per request ratio"], ab) + [""]) if ab else []
 tsec = ["## Targets", "",
         "Each figure is a median of paired per-run ratios with their range; \"the better shape\" is",

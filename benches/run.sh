@@ -27,8 +27,10 @@
 # --no-sched-batch), hyper, astra (its default worker cap, 15 per CPU),
 # astra-w (the cap raised to cover every connection of the cell), tiny,
 # nginx, nethttp, and grace-b (grace again with GRACE_B_ARGS and, if set, the
-# binary GRACE_B_BIN: an A/B of two builds or flags in one run). SERVERS
-# replaces every group's list.
+# binary GRACE_B_BIN: an A/B of two builds or flags in one run; the report's
+# A/B table pairs it with grace, or with the server AB_A names, such as
+# grace-ll when GRACE_B_ARGS are hyper's knobs too). SERVERS replaces every
+# group's list.
 #
 # Each server runs pinned to CPU 0 (`taskset -c 0`), wrk to CPU 1 with one
 # thread. Every cell (one server, one scenario, one run) starts a fresh
@@ -61,7 +63,7 @@
 # CLIENT_CPU (1), OUT (benches/results/latest.md; the plot goes beside it),
 # GRACE_BIN, HYPER_BIN, ASTRA_BIN, TINY_BIN (other builds of the servers).
 set -euo pipefail
-export GRACE_B_ARGS="${GRACE_B_ARGS:-}"
+export GRACE_B_ARGS="${GRACE_B_ARGS:-}" AB_A="${AB_A:-grace}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SELF="$ROOT/benches/run.sh"

@@ -532,7 +532,11 @@ pub(crate) mod tests {
         pool.dispatch(0);
         let zero = rx.recv_timeout(t).unwrap();
         assert_eq!(zero.0, 0);
-        assert_eq!(rx.recv_timeout(t).unwrap(), (1, zero.1), "the refill's job, same thread");
+        assert_eq!(
+            rx.recv_timeout(t).unwrap(),
+            (1, zero.1),
+            "the refill's job, same thread"
+        );
         assert_eq!(rx.recv_timeout(t).unwrap().0, 102, "2 runs, and blocks");
         // Popping 2 left 3 queued, quietly: the other thread still sleeps.
         assert_eq!(pool.counts(), (2, 1, 1), "nobody woken for a quiet job");

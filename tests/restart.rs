@@ -218,9 +218,20 @@ fn child_refuses_upgrade_while_parent_drains() {
     assert_eq!(s.pid_gen(), (pid1, 1));
 }
 
-/// The child's open fds, as `fd -> target`.
-fn fds_of(s: &Server) -> Vec<(u32, String)> {
-    let body = get(s.addr, "/debug/fds").unwrap().body_str();
+/// A keep-alive connection that `pid` answers. Until the parent stops
+/// accepting, a fresh connection may land on either process; one that
+/// answered `/pid` with `pid` stays with it.
+fn client_of(s: &Server, pid: u32) -> Client {
+    wait_for("a connection the new generation answers", T, || {
+        let mut c = Client::new(s.addr).ok()?;
+        let (p, _) = parse_pid_gen(&c.get("/pid").ok()?.body_str());
+        (p == pid).then_some(c)
+    })
+}
+
+/// The open fds of the process at the other end of `c`, as `fd -> target`.
+fn fds_of(c: &mut Client) -> Vec<(u32, String)> {
+    let body = c.get("/debug/fds").unwrap().body_str();
     body.lines()
         .filter_map(|l| {
             let (fd, target) = l.split_once(' ')?;
@@ -252,7 +263,8 @@ fn child_inherits_only_listeners_and_readiness_fd() {
     // parent exits, the child closes it).
     let slow = std::thread::spawn(move || held.get("/sleep?ms=8000").map(|r| r.status));
     let pid1 = restart_keeping(&mut s, pid0);
-    let child = fds_of(&s);
+    let mut to_child = client_of(&s, pid1);
+    let child = fds_of(&mut to_child);
     assert!(
         process_running(pid0),
         "the parent exited before the child's fds were listed"
@@ -272,12 +284,11 @@ fn child_inherits_only_listeners_and_readiness_fd() {
         .1
         .clone();
     assert_eq!(child.iter().find(|(fd, _)| *fd == 3).unwrap().1, listener);
-    assert!(child
-        .iter()
-        .find(|(fd, _)| *fd == 4)
-        .unwrap()
-        .1
-        .starts_with("socket:"));
+    let fd4 = child.iter().find(|(fd, _)| *fd == 4);
+    assert!(
+        fd4.is_some_and(|(_, t)| t.starts_with("socket:")),
+        "fd 4 is the readiness socket; child fds: {child:?}"
+    );
     // Nothing else the parent had open (its connections, eventfds...)
     // exists in the child, apart from stdio and the shared listener.
     for (fd, target) in &child {
@@ -294,7 +305,7 @@ fn child_inherits_only_listeners_and_readiness_fd() {
         );
     }
     // LISTEN_* and GRACE_* are gone from the child's environment.
-    let env = get(s.addr, "/debug/env").unwrap().body_str();
+    let env = to_child.get("/debug/env").unwrap().body_str();
     assert!(!env.contains("LISTEN_"), "{env}");
     assert!(!env.contains("GRACE_READY_FD"), "{env}");
     assert!(!env.contains("GRACE_GENERATION"), "{env}");

@@ -218,17 +218,6 @@ fn child_refuses_upgrade_while_parent_drains() {
     assert_eq!(s.pid_gen(), (pid1, 1));
 }
 
-/// A keep-alive connection that `pid` answers. Until the parent stops
-/// accepting, a fresh connection may land on either process; one that
-/// answered `/pid` with `pid` stays with it.
-fn client_of(s: &Server, pid: u32) -> Client {
-    wait_for("a connection the new generation answers", T, || {
-        let mut c = Client::new(s.addr).ok()?;
-        let (p, _) = parse_pid_gen(&c.get("/pid").ok()?.body_str());
-        (p == pid).then_some(c)
-    })
-}
-
 /// The open fds of the process at the other end of `c`, as `fd -> target`.
 fn fds_of(c: &mut Client) -> Vec<(u32, String)> {
     let body = c.get("/debug/fds").unwrap().body_str();
@@ -262,8 +251,7 @@ fn child_inherits_only_listeners_and_readiness_fd() {
     // the readiness socket open, while the child's fds are listed (once the
     // parent exits, the child closes it).
     let slow = std::thread::spawn(move || held.get("/sleep?ms=8000").map(|r| r.status));
-    let pid1 = restart_keeping(&mut s, pid0);
-    let mut to_child = client_of(&s, pid1);
+    let (pid1, mut to_child) = restart_keeping(&mut s, pid0);
     let child = fds_of(&mut to_child);
     assert!(
         process_running(pid0),
@@ -315,12 +303,15 @@ fn child_inherits_only_listeners_and_readiness_fd() {
 }
 
 /// Like `restart`, but does not wait for the old process (a client still
-/// holds a connection to it).
-fn restart_keeping(s: &mut Server, old: u32) -> u32 {
+/// holds a connection to it). Returns the new pid and a keep-alive
+/// connection it answered: until the old process stops accepting, a fresh
+/// connection may land on either one, but this one stays with the new.
+fn restart_keeping(s: &mut Server, old: u32) -> (u32, Client) {
     Server::signal(old, libc::SIGUSR2);
     wait_for("new generation", T, || {
-        let (p, _) = parse_pid_gen(&get(s.addr, "/pid").ok()?.body_str());
-        (p != old).then_some(p)
+        let mut c = Client::new(s.addr).ok()?;
+        let (p, _) = parse_pid_gen(&c.get("/pid").ok()?.body_str());
+        (p != old).then_some((p, c))
     })
 }
 
